@@ -1,0 +1,58 @@
+//! `weir`: the command-line entry point. Each subcommand lives in its own module; this file only
+//! parses arguments, sets up logging and maps errors to exit codes.
+
+mod output;
+mod table;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::output::OutputFormat;
+
+#[derive(Parser)]
+#[command(name = "weir", version, about = "Weir: sandboxed Wasm transforms over transactional Parquet tables")]
+struct Cli {
+    /// Output format for results.
+    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text, env = "WEIR_OUTPUT")]
+    output: OutputFormat,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create and inspect tables, their log, files and partition owners.
+    Table(table::TableCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Table(cmd) => cmd.run(cli.output).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
