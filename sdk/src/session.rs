@@ -1,0 +1,151 @@
+//! The adapter between a [`Transform`] and the wire: config parsing, IPC decoding of inputs,
+//! encoding of outputs and the schema check. The component glue and the native test harness both
+//! go through it, so a plugin tested natively behaves the same as a component.
+
+use std::sync::Arc;
+
+use crate::ipc::{BatchDecoder, BatchEncoder};
+use crate::{Error, RecordBatch, Transform, parse_config};
+
+/// One opened transform and its two IPC streams.
+pub struct Session<T: Transform> {
+    transform: T,
+    input: BatchDecoder,
+    output: BatchEncoder,
+}
+
+impl<T: Transform> Session<T> {
+    /// Opens `T` with a JSON config and an IPC input schema; returns the output schema message.
+    pub fn open(config: &str, input_schema: &[u8]) -> Result<(Self, Vec<u8>), Error> {
+        let config = parse_config::<T>(config)?;
+        let input = BatchDecoder::new(input_schema)
+            .map_err(|e| Error::internal(format!("undecodable input schema: {e}")))?;
+        let transform = T::open(config, input.schema().clone())?;
+        let (output, schema_message) = BatchEncoder::new(transform.output_schema())?;
+        Ok((
+            Self {
+                transform,
+                input,
+                output,
+            },
+            schema_message,
+        ))
+    }
+
+    /// Processes one IPC batch payload.
+    pub fn process(&mut self, payload: Vec<u8>) -> Result<Vec<Vec<u8>>, Error> {
+        let batch = self
+            .input
+            .decode(payload)
+            .map_err(|e| Error::internal(format!("undecodable input batch: {e}")))?;
+        let output = self.transform.process(batch)?;
+        self.encode(output)
+    }
+
+    /// Finishes the transform.
+    pub fn finish(&mut self) -> Result<Vec<Vec<u8>>, Error> {
+        let output = self.transform.finish()?;
+        self.encode(output)
+    }
+
+    fn encode(&mut self, batches: Vec<RecordBatch>) -> Result<Vec<Vec<u8>>, Error> {
+        batches
+            .iter()
+            .filter(|batch| batch.num_rows() > 0)
+            .map(|batch| {
+                self.output.encode(batch).map_err(|e| {
+                    Error::internal(format!("plugin emitted a batch it did not declare: {e}"))
+                })
+            })
+            .collect()
+    }
+
+    /// The declared output schema.
+    pub fn output_schema(&self) -> &Arc<arrow_schema::Schema> {
+        self.output.schema()
+    }
+}
+
+/// The component side: a global slot holding the instance's one session, and the conversions
+/// between SDK and WIT types. Each instance serves one task, so one slot suffices.
+#[cfg(target_arch = "wasm32")]
+pub mod guest {
+    use std::sync::Mutex;
+
+    use super::Session;
+    use crate::__private::bindings::exports::weir::plugin::transform as wit;
+    use crate::{Error, Transform, parse_config};
+
+    impl From<Error> for wit::Error {
+        fn from(e: Error) -> Self {
+            match e {
+                Error::InvalidConfig(message) => wit::Error::InvalidConfig(message),
+                Error::InvalidInput {
+                    message,
+                    row,
+                    column,
+                } => wit::Error::InvalidInput(wit::InputError {
+                    message,
+                    row,
+                    column,
+                }),
+                Error::Internal(message) => wit::Error::Internal(message),
+            }
+        }
+    }
+
+    pub fn metadata<T: Transform>(name: &str, version: &str, description: &str) -> wit::Metadata {
+        let m = crate::metadata::<T>(name, version, description);
+        wit::Metadata {
+            name: m.name,
+            version: m.version,
+            description: m.description,
+            config_schema: m.config_schema,
+            input_columns: m.input_columns,
+        }
+    }
+
+    pub fn input_columns<T: Transform>(config: &str) -> Result<Option<Vec<String>>, wit::Error> {
+        Ok(T::input_columns(&parse_config::<T>(config)?))
+    }
+
+    pub struct Slot<T: Transform>(Mutex<Option<Session<T>>>);
+
+    impl<T: Transform> Slot<T> {
+        pub const fn new() -> Self {
+            Self(Mutex::new(None))
+        }
+
+        pub fn open(&self, config: &str, input_schema: &[u8]) -> Result<Vec<u8>, wit::Error> {
+            let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            if slot.is_some() {
+                return Err(Error::internal("open called twice on one instance").into());
+            }
+            let (session, schema) = Session::open(config, input_schema)?;
+            *slot = Some(session);
+            Ok(schema)
+        }
+
+        fn with<R>(
+            &self,
+            f: impl FnOnce(&mut Session<T>) -> Result<R, Error>,
+        ) -> Result<R, wit::Error> {
+            let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            let session = slot
+                .as_mut()
+                .ok_or_else(|| Error::internal("called before open"))?;
+            Ok(f(session)?)
+        }
+
+        pub fn process(&self, batch: Vec<u8>) -> Result<Vec<Vec<u8>>, wit::Error> {
+            self.with(|session| session.process(batch))
+        }
+
+        pub fn finish(&self) -> Result<Vec<Vec<u8>>, wit::Error> {
+            self.with(|session| session.finish())
+        }
+    }
+
+    // Each instance runs on one thread at a time; the host never shares one across threads.
+    unsafe impl<T: Transform> Sync for Slot<T> {}
+}

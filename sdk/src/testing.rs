@@ -1,0 +1,73 @@
+//! A native test harness: run a [`Transform`] on [`RecordBatch`]es without building Wasm.
+//!
+//! It drives the transform through the same session glue a component uses (config parsing, IPC
+//! framing in both directions, the declared-schema check), so what passes here behaves the same
+//! inside the host.
+
+use crate::ipc::{BatchDecoder, encode_schema};
+use crate::session::Session;
+use crate::{Error, RecordBatch, SchemaRef, Transform};
+
+/// An opened transform under test.
+pub struct Harness<T: Transform> {
+    session: Session<T>,
+    output: BatchDecoder,
+    input_schema: SchemaRef,
+}
+
+impl<T: Transform> Harness<T> {
+    /// Opens `T` with a JSON `config` for input of `schema`.
+    pub fn open(config: &str, schema: SchemaRef) -> Result<Self, Error> {
+        let schema_message = encode_schema(&schema)?;
+        let (session, output_schema) = Session::<T>::open(config, &schema_message)?;
+        let output = BatchDecoder::new(&output_schema)?;
+        Ok(Self {
+            session,
+            output,
+            input_schema: schema,
+        })
+    }
+
+    /// The declared output schema.
+    pub fn output_schema(&self) -> SchemaRef {
+        self.output.schema().clone()
+    }
+
+    /// Processes one batch, which must have the schema the harness was opened with.
+    pub fn process(&mut self, batch: &RecordBatch) -> Result<Vec<RecordBatch>, Error> {
+        if batch.schema().fields() != self.input_schema.fields() {
+            return Err(Error::internal("test batch does not match the opened schema"));
+        }
+        let (mut encoder, _) = crate::ipc::BatchEncoder::new(self.input_schema.clone())?;
+        let payload = encoder.encode(batch)?;
+        let out = self.session.process(payload)?;
+        self.decode(out)
+    }
+
+    /// Finishes the transform.
+    pub fn finish(&mut self) -> Result<Vec<RecordBatch>, Error> {
+        let out = self.session.finish()?;
+        self.decode(out)
+    }
+
+    fn decode(&mut self, payloads: Vec<Vec<u8>>) -> Result<Vec<RecordBatch>, Error> {
+        payloads
+            .into_iter()
+            .map(|p| self.output.decode(p).map_err(Error::from))
+            .collect()
+    }
+}
+
+/// Runs `T` over `batches` (all of one schema) and returns everything it emitted, finish included.
+pub fn run<T: Transform>(config: &str, batches: &[RecordBatch]) -> Result<Vec<RecordBatch>, Error> {
+    let Some(first) = batches.first() else {
+        return Err(Error::internal("testing::run needs at least one batch"));
+    };
+    let mut harness = Harness::<T>::open(config, first.schema())?;
+    let mut out = Vec::new();
+    for batch in batches {
+        out.extend(harness.process(batch)?);
+    }
+    out.extend(harness.finish()?);
+    Ok(out)
+}
