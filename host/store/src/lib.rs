@@ -1,35 +1,63 @@
 //! One store abstraction for Weir, chosen by URL.
 //!
 //! - `file:///abs/path` (or a plain path): the embedded default, a local file-backed store.
-//! - `s3://bucket/prefix`: Amazon S3 or a compatible server, configured from the environment
-//!   (`AWS_REGION`, `AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP`, credentials or the instance profile).
+//! - `s3://bucket/prefix`: Amazon S3 or a compatible server, configured by [`StoreOptions`]
+//!   (from `WEIR_S3_*` / `AWS_*` variables, see `docs/s3.md`); credentials come only from the
+//!   environment or the EC2 instance profile (IMDSv2).
 //! - `memory://name`: an in-process store for tests; every `memory://name` in one process is
 //!   the same store, so a table written through one handle is visible through another.
 //!
 //! A [`Store`] is rooted at the URL's path: every key is relative to it. Errors are a small
 //! public enum that callers match on ([`Error::NotFound`], [`Error::AlreadyExists`],
-//! [`Error::Precondition`]), and every error names the full URL of the key involved.
+//! [`Error::Precondition`], ...), and every error names the full URL of the key involved.
 //!
-//! Guarantees the manifest relies on:
+//! Guarantees the manifest relies on, checked for every backend by [`conformance`] (feature
+//! `testing`):
 //! - [`Store::put_create`] is create-only: of many concurrent callers for one key, exactly one
-//!   succeeds and the others get [`Error::AlreadyExists`].
-//! - Objects are written whole: a reader sees all of an object or none of it.
+//!   succeeds and the others get [`Error::AlreadyExists`]. On S3 this rests on the server
+//!   honouring `If-None-Match: *`; [`Store::ensure_conditional_writes`] checks that it does
+//!   before anything commits.
+//! - Objects are written whole: a reader sees all of an object or none of it, including
+//!   multipart uploads, which are invisible until finished and leave nothing when aborted.
+//! - Listings are sorted by key on every backend, as S3 sorts them.
+//! - `file://` writes are fsynced before they return (unless `WEIR_FILE_FSYNC=false`).
+//!
+//! Differences between backends that callers must design around:
+//! - [`Store::put_if_match`] (compare-and-swap on an ETag) is not supported by `file://`
+//!   ([`Error::NotSupported`]): the manifest only uses create-only writes.
+//! - Multipart uploads ([`Store::put_multipart`]) are not create-only: they replace an existing
+//!   object. Use them for files with unique names (data files), never for log entries.
 
 use std::collections::HashMap;
 use std::fmt;
+use std::ops::Range;
 use std::sync::{Arc, LazyLock, Mutex};
 
 use bytes::Bytes;
 use futures::TryStreamExt;
+use object_store::buffered::BufWriter;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{
-    ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, PutResult,
+    ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions,
+    PutPayload, PutResult, UpdateVersion, WriteMultipart,
 };
 use url::Url;
 
+mod multipart;
+mod options;
+mod probe;
+
+#[cfg(feature = "testing")]
+pub mod conformance;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use multipart::MultipartWriter;
 pub use object_store;
+pub use options::{MAX_PART_SIZE, MIN_PART_SIZE, S3Options, StoreOptions};
+pub use probe::{PROBE_PREFIX, probe_conditional_writes};
 
 /// Errors from a store. Each names the URL of the object or store involved.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +71,30 @@ pub enum Error {
     Precondition { url: String },
     #[error("invalid store URL {url:?}: {reason}")]
     InvalidUrl { url: String, reason: String },
+    /// A configuration value (usually an environment variable) is invalid.
+    #[error("invalid {variable}={value:?}: {reason}")]
+    Config {
+        variable: String,
+        value: String,
+        reason: String,
+    },
+    /// The backend cannot do this operation (e.g. compare-and-swap on `file://`).
+    #[error("{operation} is not supported by this store: {url}")]
+    NotSupported { url: String, operation: String },
+    /// The store accepted a second create-only write of one key, so it cannot make commits
+    /// atomic. Weir refuses to commit to it.
+    #[error(
+        "this store does not honour conditional writes (If-None-Match); commits would not be \
+         atomic: {url}: {detail}"
+    )]
+    ConditionalWritesNotHonoured { url: String, detail: String },
+    /// Reading a local file to upload failed.
+    #[error("cannot read {path}: {source}")]
+    LocalIo {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("store error at {url}: {source}")]
     Other {
         url: String,
@@ -59,6 +111,9 @@ impl Error {
             object_store::Error::NotFound { .. } => Error::NotFound { url },
             object_store::Error::AlreadyExists { .. } => Error::AlreadyExists { url },
             object_store::Error::Precondition { .. } => Error::Precondition { url },
+            object_store::Error::NotImplemented { operation, .. } => {
+                Error::NotSupported { url, operation }
+            }
             source => Error::Other { url, source },
         }
     }
@@ -73,6 +128,11 @@ pub struct Store {
     url: Url,
     inner: Arc<dyn ObjectStore>,
     root: Path,
+    /// Identifies the server and bucket for the once-per-process conditional-write probe.
+    probe_scope: Arc<str>,
+    multipart_threshold: usize,
+    part_size: usize,
+    multipart_concurrency: usize,
 }
 
 impl fmt::Debug for Store {
@@ -81,15 +141,63 @@ impl fmt::Debug for Store {
     }
 }
 
-impl Store {
-    /// Opens the store for `location`: a `file://`, `s3://` or `memory://` URL, or a local path.
-    pub fn from_url(location: &str) -> Result<Self> {
+/// Builds a [`Store`]: `Store::builder(url).options(options).build()`.
+///
+/// Without [`StoreBuilder::options`], options come from the environment
+/// ([`StoreOptions::from_env`]).
+#[must_use]
+pub struct StoreBuilder {
+    location: String,
+    options: Option<StoreOptions>,
+    static_credentials: Option<(String, String)>,
+}
+
+impl fmt::Debug for StoreBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreBuilder")
+            .field("location", &self.location)
+            .field("options", &self.options)
+            .field("static_credentials", &self.static_credentials.is_some())
+            .finish()
+    }
+}
+
+impl StoreBuilder {
+    /// Uses these options instead of reading them from the environment.
+    pub fn options(mut self, options: StoreOptions) -> Self {
+        self.options = Some(options);
+        self
+    }
+
+    /// S3 only: sign with this key pair instead of the environment / instance-profile chain.
+    /// For tests and embedders; Weir's own binaries never call it, so operators' credentials
+    /// always come from the environment or the instance profile.
+    pub fn static_credentials(
+        mut self,
+        access_key_id: impl Into<String>,
+        secret_access_key: impl Into<String>,
+    ) -> Self {
+        self.static_credentials = Some((access_key_id.into(), secret_access_key.into()));
+        self
+    }
+
+    /// Opens the store.
+    pub fn build(self) -> Result<Store> {
+        let options = match self.options {
+            Some(options) => {
+                options.validate()?;
+                options
+            }
+            None => StoreOptions::from_env()?,
+        };
+        let location = self.location.as_str();
         let url = parse_location(location)?;
         let invalid = |reason: String| Error::InvalidUrl {
             url: location.to_string(),
             reason,
         };
-        match url.scheme() {
+        let (inner, root, probe_scope): (Arc<dyn ObjectStore>, Path, String) = match url.scheme()
+        {
             "file" => {
                 let dir = url
                     .to_file_path()
@@ -98,38 +206,152 @@ impl Store {
                     .map_err(|e| invalid(format!("cannot create {}: {e}", dir.display())))?;
                 let fs = LocalFileSystem::new_with_prefix(&dir)
                     .map_err(|e| invalid(e.to_string()))?
-                    .with_automatic_cleanup(true);
-                Ok(Self::new(url, Arc::new(fs), Path::default()))
+                    .with_automatic_cleanup(true)
+                    .with_fsync(options.file_fsync);
+                (Arc::new(fs), Path::default(), url.to_string())
             }
             "memory" => {
                 let name = url.host_str().unwrap_or_default().to_string();
                 let store = MEMORY_STORES
                     .lock()
-                    .expect("memory store registry poisoned")
-                    .entry(name)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .entry(name.clone())
                     .or_default()
                     .clone();
-                let root = Path::from(url.path());
-                Ok(Self::new(url, store, root))
+                (store, Path::from(url.path()), format!("memory://{name}"))
             }
             "s3" | "s3a" => {
-                install_crypto_provider();
-                let store = object_store::aws::AmazonS3Builder::from_env()
-                    .with_url(url.as_str())
-                    .build()
+                let bucket = url
+                    .host_str()
+                    .filter(|b| !b.is_empty())
+                    .ok_or_else(|| invalid("no bucket name; expected s3://bucket/prefix".into()))?
+                    .to_string();
+                let store = build_s3(&bucket, &options.s3, self.static_credentials)
                     .map_err(|e| invalid(e.to_string()))?;
-                let root = Path::from(url.path());
-                Ok(Self::new(url, Arc::new(store), root))
+                let server = options.s3.endpoint.as_deref().unwrap_or("aws");
+                let region = options.s3.region.as_deref().unwrap_or("us-east-1");
+                (
+                    Arc::new(store),
+                    Path::from(url.path()),
+                    format!("s3://{bucket} at {server} ({region})"),
+                )
             }
-            other => Err(invalid(format!(
-                "unsupported scheme {other:?}; use file://, s3:// or memory://"
-            ))),
+            other => {
+                return Err(invalid(format!(
+                    "unsupported scheme {other:?}; use file://, s3:// or memory://"
+                )));
+            }
+        };
+        Ok(Store {
+            url,
+            inner,
+            root,
+            probe_scope: probe_scope.into(),
+            multipart_threshold: options.multipart_threshold_bytes,
+            part_size: options.multipart_part_size_bytes,
+            multipart_concurrency: options.multipart_concurrency,
+        })
+    }
+}
+
+/// Environment variables that configure how the S3 client finds credentials (and server-side
+/// encryption). Everything else about the client comes from [`S3Options`].
+const S3_CREDENTIAL_ENV: &[&str] = &[
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_ROLE_ARN",
+    "AWS_ROLE_SESSION_NAME",
+    "AWS_ENDPOINT_URL_STS",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+    "AWS_METADATA_ENDPOINT",
+    "AWS_IMDSV1_FALLBACK",
+    "AWS_SERVER_SIDE_ENCRYPTION",
+    "AWS_SSE_KMS_KEY_ID",
+    "AWS_SSE_BUCKET_KEY_ENABLED",
+    "AWS_REQUEST_PAYER",
+];
+
+fn build_s3(
+    bucket: &str,
+    options: &S3Options,
+    static_credentials: Option<(String, String)>,
+) -> object_store::Result<object_store::aws::AmazonS3> {
+    use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+    use object_store::{BackoffConfig, ClientOptions, RetryConfig};
+
+    install_crypto_provider();
+    let mut builder = AmazonS3Builder::new();
+    match static_credentials {
+        Some((key, secret)) => {
+            builder = builder
+                .with_access_key_id(key)
+                .with_secret_access_key(secret);
+        }
+        None => {
+            for name in S3_CREDENTIAL_ENV {
+                let Ok(value) = std::env::var(name) else {
+                    continue;
+                };
+                if let Ok(key) = name.to_ascii_lowercase().parse::<AmazonS3ConfigKey>() {
+                    builder = builder.with_config(key, value);
+                }
+            }
+        }
+    }
+    let client = ClientOptions::new()
+        .with_allow_http(options.allow_http)
+        .with_timeout(options.request_timeout)
+        .with_connect_timeout(options.connect_timeout);
+    let retry = RetryConfig {
+        backoff: BackoffConfig::default(),
+        max_retries: options.max_retries,
+        retry_timeout: options.retry_timeout,
+    };
+    builder = builder
+        .with_bucket_name(bucket)
+        .with_region(options.region.as_deref().unwrap_or("us-east-1"))
+        .with_virtual_hosted_style_request(options.virtual_hosted_style)
+        .with_allow_http(options.allow_http)
+        .with_client_options(client)
+        .with_retry(retry);
+    if let Some(endpoint) = &options.endpoint {
+        builder = builder.with_endpoint(endpoint);
+    }
+    builder.build()
+}
+
+impl Store {
+    /// Opens the store for `location`: a `file://`, `s3://` or `memory://` URL, or a local path,
+    /// with options from the environment. Same as `Store::builder(location).build()`.
+    pub fn from_url(location: &str) -> Result<Self> {
+        Self::builder(location).build()
+    }
+
+    /// Starts building the store for `location`; see [`StoreBuilder`].
+    pub fn builder(location: &str) -> StoreBuilder {
+        StoreBuilder {
+            location: location.to_string(),
+            options: None,
+            static_credentials: None,
         }
     }
 
     /// Wraps an existing object store. `url` is used in error messages and by [`Store::url`].
     pub fn new(url: Url, inner: Arc<dyn ObjectStore>, root: Path) -> Self {
-        Self { url, inner, root }
+        let defaults = StoreOptions::default();
+        Self {
+            probe_scope: url.as_str().into(),
+            url,
+            inner,
+            root,
+            multipart_threshold: defaults.multipart_threshold_bytes,
+            part_size: defaults.multipart_part_size_bytes,
+            multipart_concurrency: defaults.multipart_concurrency,
+        }
     }
 
     /// The URL this store is rooted at.
@@ -142,16 +364,24 @@ impl Store {
         &self.inner
     }
 
+    /// Objects larger than this many bytes are uploaded in parts.
+    pub fn multipart_threshold(&self) -> usize {
+        self.multipart_threshold
+    }
+
     /// The full object path of `key`, relative to this store's root.
     pub fn path(&self, key: &str) -> Path {
         key.split('/')
             .filter(|part| !part.is_empty())
-            .fold(self.root.clone(), |path, part| path.child(part))
+            .fold(self.root.clone(), |path, part| path.join(part))
     }
 
     /// The key of `path` relative to this store's root, if it lies under it.
     pub fn key_of(&self, path: &Path) -> Option<String> {
-        let parts: Vec<_> = path.prefix_match(&self.root)?.map(|p| p.as_ref().to_string()).collect();
+        let parts: Vec<_> = path
+            .prefix_match(&self.root)?
+            .map(|p| p.as_ref().to_string())
+            .collect();
         Some(parts.join("/"))
     }
 
@@ -164,12 +394,20 @@ impl Store {
     /// A store rooted at `prefix` below this one.
     pub fn child(&self, prefix: &str) -> Self {
         let mut url = self.url.clone();
-        let path = format!("{}/{}", url.path().trim_end_matches('/'), prefix.trim_matches('/'));
+        let path = format!(
+            "{}/{}",
+            url.path().trim_end_matches('/'),
+            prefix.trim_matches('/')
+        );
         url.set_path(&path);
         Self {
             url,
             inner: self.inner.clone(),
             root: self.path(prefix),
+            probe_scope: self.probe_scope.clone(),
+            multipart_threshold: self.multipart_threshold,
+            part_size: self.part_size,
+            multipart_concurrency: self.multipart_concurrency,
         }
     }
 
@@ -180,14 +418,27 @@ impl Store {
 
     /// Reads a whole object.
     pub async fn get(&self, key: &str) -> Result<Bytes> {
-        let result = self.inner.get(&self.path(key)).await.map_err(self.err(key))?;
+        let result = self
+            .inner
+            .get(&self.path(key))
+            .await
+            .map_err(self.err(key))?;
         result.bytes().await.map_err(self.err(key))
     }
 
-    /// Reads bytes `range` of an object.
-    pub async fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> Result<Bytes> {
+    /// Reads bytes `range` of an object. A range that starts inside the object but ends past
+    /// it returns the bytes up to the end; one that starts at or past the end is an error.
+    pub async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
         self.inner
             .get_range(&self.path(key), range)
+            .await
+            .map_err(self.err(key))
+    }
+
+    /// Reads several ranges of one object (adjacent ranges are fetched together).
+    pub async fn get_ranges(&self, key: &str, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
+        self.inner
+            .get_ranges(&self.path(key), ranges)
             .await
             .map_err(self.err(key))
     }
@@ -217,6 +468,96 @@ impl Store {
             .map_err(self.err(key))
     }
 
+    /// Replaces an object only if its current ETag is `e_tag` (compare-and-swap). A changed or
+    /// missing object gives [`Error::Precondition`]. `file://` gives [`Error::NotSupported`].
+    pub async fn put_if_match(
+        &self,
+        key: &str,
+        bytes: impl Into<PutPayload>,
+        e_tag: &str,
+    ) -> Result<PutResult> {
+        let opts = PutOptions {
+            mode: PutMode::Update(UpdateVersion {
+                e_tag: Some(e_tag.to_string()),
+                version: None,
+            }),
+            ..Default::default()
+        };
+        match self
+            .inner
+            .put_opts(&self.path(key), bytes.into(), opts)
+            .await
+        {
+            Ok(result) => Ok(result),
+            // S3 answers 404 for If-Match on a missing key; the caller's view is the same.
+            Err(object_store::Error::NotFound { .. }) => Err(Error::Precondition {
+                url: self.url_of(key),
+            }),
+            Err(e) => Err(self.err(key)(e)),
+        }
+    }
+
+    /// Starts a multipart upload to `key`, for objects too large to buffer. The object appears
+    /// whole when [`MultipartWriter::finish`] succeeds; [`MultipartWriter::abort`], a failed
+    /// part, or dropping the writer unfinished removes the uploaded parts. Replaces any
+    /// existing object (not create-only).
+    pub async fn put_multipart(&self, key: &str) -> Result<MultipartWriter> {
+        let upload = self
+            .inner
+            .put_multipart_opts(&self.path(key), PutMultipartOptions::default())
+            .await
+            .map_err(self.err(key))?;
+        Ok(MultipartWriter::new(
+            self.url_of(key),
+            WriteMultipart::new_with_chunk_size(upload, self.part_size),
+            self.multipart_concurrency,
+        ))
+    }
+
+    /// An [`AsyncWrite`](tokio::io::AsyncWrite) for `key` that buffers up to the multipart
+    /// threshold and switches to a multipart upload beyond it (for Parquet writers:
+    /// `ParquetObjectWriter::from_buf_writer`). Call `shutdown` to finish, `abort` to abandon.
+    pub fn buf_writer(&self, key: &str) -> BufWriter {
+        BufWriter::with_capacity(self.inner.clone(), self.path(key), self.multipart_threshold)
+            .with_max_concurrency(self.multipart_concurrency)
+    }
+
+    /// Uploads the local file `local` to `key`: one PUT up to the multipart threshold, a
+    /// multipart upload above it (aborted if reading or uploading fails).
+    pub async fn put_file(&self, key: &str, local: &std::path::Path) -> Result<PutResult> {
+        use tokio::io::AsyncReadExt;
+
+        let io_err = |source| Error::LocalIo {
+            path: local.to_path_buf(),
+            source,
+        };
+        let mut file = tokio::fs::File::open(local).await.map_err(io_err)?;
+        let size = file.metadata().await.map_err(io_err)?.len();
+        if size <= self.multipart_threshold as u64 {
+            let mut buf = Vec::with_capacity(size as usize);
+            file.read_to_end(&mut buf).await.map_err(io_err)?;
+            return self.put(key, Bytes::from(buf)).await;
+        }
+        let mut writer = self.put_multipart(key).await?;
+        loop {
+            let mut chunk = Vec::with_capacity(self.part_size);
+            let read = (&mut file)
+                .take(self.part_size as u64)
+                .read_to_end(&mut chunk)
+                .await;
+            match read {
+                Ok(0) => break,
+                Ok(_) => writer.write(chunk).await?,
+                Err(source) => {
+                    // Dropping would also abort, but in the background; do it before returning.
+                    let _ = writer.abort().await;
+                    return Err(io_err(source));
+                }
+            }
+        }
+        writer.finish().await
+    }
+
     /// Deletes an object. Deleting a missing object is not an error.
     pub async fn delete(&self, key: &str) -> Result<()> {
         match self.inner.delete(&self.path(key)).await {
@@ -225,7 +566,9 @@ impl Store {
         }
     }
 
-    /// Lists every object below `prefix` (recursively), with keys relative to this store's root.
+    /// Lists every object below `prefix` (recursively; whole path segments, so `a` matches
+    /// `a/x` but not `ab`), sorted by key, with keys relative to this store's root. A prefix
+    /// with nothing below it gives an empty list.
     pub async fn list(&self, prefix: &str) -> Result<Vec<(String, ObjectMeta)>> {
         let path = self.path(prefix);
         let metas: Vec<ObjectMeta> = self
@@ -234,13 +577,25 @@ impl Store {
             .try_collect()
             .await
             .map_err(self.err(prefix))?;
-        Ok(metas
-            .into_iter()
-            .filter_map(|meta| Some((self.key_of(&meta.location)?, meta)))
-            .collect())
+        Ok(self.keyed_sorted(metas))
     }
 
-    /// Lists the immediate children of `prefix`: (common prefixes, objects), keys relative to root.
+    /// Like [`Store::list`], but only keys sorting after `offset` (a key relative to this
+    /// store's root): e.g. Delta log entries after a known version.
+    pub async fn list_after(&self, prefix: &str, offset: &str) -> Result<Vec<(String, ObjectMeta)>> {
+        let path = self.path(prefix);
+        let offset_path = self.path(offset);
+        let metas: Vec<ObjectMeta> = self
+            .inner
+            .list_with_offset(Some(&path), &offset_path)
+            .try_collect()
+            .await
+            .map_err(self.err(prefix))?;
+        Ok(self.keyed_sorted(metas))
+    }
+
+    /// Lists the immediate children of `prefix`: (common prefixes, objects), keys relative to
+    /// root, each sorted.
     pub async fn list_dir(&self, prefix: &str) -> Result<(Vec<String>, Vec<(String, ObjectMeta)>)> {
         let path = self.path(prefix);
         let listing = self
@@ -248,17 +603,30 @@ impl Store {
             .list_with_delimiter(Some(&path))
             .await
             .map_err(self.err(prefix))?;
-        let dirs = listing
+        let mut dirs: Vec<String> = listing
             .common_prefixes
             .iter()
             .filter_map(|p| self.key_of(p))
             .collect();
-        let objects = listing
-            .objects
+        dirs.sort();
+        Ok((dirs, self.keyed_sorted(listing.objects)))
+    }
+
+    fn keyed_sorted(&self, metas: Vec<ObjectMeta>) -> Vec<(String, ObjectMeta)> {
+        let mut keyed: Vec<_> = metas
             .into_iter()
             .filter_map(|meta| Some((self.key_of(&meta.location)?, meta)))
             .collect();
-        Ok((dirs, objects))
+        keyed.sort_by(|a, b| a.0.cmp(&b.0));
+        keyed
+    }
+
+    /// Checks, once per process for this store's server and bucket, that the store refuses a
+    /// second create-only write of one key. Call before the first commit: if the store ignores
+    /// `If-None-Match`, this is [`Error::ConditionalWritesNotHonoured`] and nothing may commit.
+    /// The probe writes and then deletes one small object under [`PROBE_PREFIX`].
+    pub async fn ensure_conditional_writes(&self) -> Result<()> {
+        probe::ensure(self).await
     }
 }
 
@@ -296,8 +664,14 @@ mod tests {
     async fn file_store_create_only_and_list() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::from_url(dir.path().to_str().unwrap()).unwrap();
-        store.put_create("a/b/1.json", Bytes::from_static(b"one")).await.unwrap();
-        let err = store.put_create("a/b/1.json", Bytes::from_static(b"two")).await.unwrap_err();
+        store
+            .put_create("a/b/1.json", Bytes::from_static(b"one"))
+            .await
+            .unwrap();
+        let err = store
+            .put_create("a/b/1.json", Bytes::from_static(b"two"))
+            .await
+            .unwrap_err();
         assert!(matches!(err, Error::AlreadyExists { .. }), "{err}");
         assert!(err.to_string().contains("a/b/1.json"), "{err}");
         assert_eq!(store.get("a/b/1.json").await.unwrap(), "one");
@@ -325,5 +699,41 @@ mod tests {
     fn bad_scheme_names_the_url() {
         let err = Store::from_url("ftp://host/x").unwrap_err();
         assert!(err.to_string().contains("ftp://host/x"), "{err}");
+    }
+
+    #[test]
+    fn builder_validates_options_and_s3_urls() {
+        let options = StoreOptions {
+            multipart_threshold_bytes: 10,
+            ..Default::default()
+        };
+        let err = Store::builder("memory://x").options(options).build().unwrap_err();
+        assert!(
+            matches!(&err, Error::Config { variable, .. } if variable == "WEIR_MULTIPART_THRESHOLD_BYTES"),
+            "{err}"
+        );
+
+        let mut options = StoreOptions::default();
+        options.s3.endpoint = Some("http://127.0.0.1:1".into());
+        let err = Store::builder("s3://bucket/p")
+            .options(options.clone())
+            .build()
+            .unwrap_err();
+        assert!(err.to_string().contains("WEIR_S3_ALLOW_HTTP"), "{err}");
+
+        options.s3.allow_http = true;
+        let store = Store::builder("s3://bucket/p/q")
+            .options(options.clone())
+            .static_credentials("k", "s")
+            .build()
+            .unwrap();
+        assert_eq!(store.url_of("x"), "s3://bucket/p/q/x");
+        assert_eq!(store.path("x/y").as_ref(), "p/q/x/y");
+
+        let err = Store::builder("s3:///no-bucket")
+            .options(options)
+            .build()
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidUrl { .. }), "{err}");
     }
 }
