@@ -46,7 +46,10 @@ pub async fn put_get_head_delete(store: &Store) {
     assert_eq!(store.get("dir/hello.txt").await.unwrap(), data);
     let meta = store.head("dir/hello.txt").await.unwrap();
     assert_eq!(meta.size, data.len() as u64);
-    assert_eq!(store.key_of(&meta.location).as_deref(), Some("dir/hello.txt"));
+    assert_eq!(
+        store.key_of(&meta.location).as_deref(),
+        Some("dir/hello.txt")
+    );
     if let (Some(put_tag), Some(head_tag)) = (&put.e_tag, &meta.e_tag) {
         assert_eq!(put_tag, head_tag, "the ETag from PUT must match HEAD");
     }
@@ -276,16 +279,23 @@ pub async fn list_with_delimiter(store: &Store) {
 
 /// `list_after` returns only keys sorting after the offset, sorted (a Delta log tail).
 pub async fn list_after_offset(store: &Store) {
-    let keys: Vec<String> = (0..6)
-        .map(|v| format!("_delta_log/{v:020}.json"))
-        .collect();
+    let keys: Vec<String> = (0..6).map(|v| format!("_delta_log/{v:020}.json")).collect();
     for key in &keys {
-        store.put_create(key, Bytes::from_static(b"{}")).await.unwrap();
+        store
+            .put_create(key, Bytes::from_static(b"{}"))
+            .await
+            .unwrap();
     }
     let listed = store.list_after("_delta_log", &keys[2]).await.unwrap();
     let expected: Vec<&str> = keys[3..].iter().map(String::as_str).collect();
     assert_eq!(keys_of(&listed), expected);
-    assert!(store.list_after("_delta_log", &keys[5]).await.unwrap().is_empty());
+    assert!(
+        store
+            .list_after("_delta_log", &keys[5])
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// Deterministic bytes whose value depends on the position, so a wrong range shows.
@@ -302,13 +312,21 @@ pub async fn ranged_reads(store: &Store) {
     store.put("f.parquet", data.clone()).await.unwrap();
     for range in [0..1, 0..10_000, 4_096..8_192, 9_990..10_000, 1234..1235] {
         let got = store.get_range("f.parquet", range.clone()).await.unwrap();
-        assert_eq!(got, data.slice(range.start as usize..range.end as usize), "{range:?}");
+        assert_eq!(
+            got,
+            data.slice(range.start as usize..range.end as usize),
+            "{range:?}"
+        );
     }
     let ranges = [0..8, 8..16, 100..200, 9_000..10_000, 50..60];
     let got = store.get_ranges("f.parquet", &ranges).await.unwrap();
     assert_eq!(got.len(), ranges.len());
     for (range, bytes) in ranges.iter().zip(&got) {
-        assert_eq!(*bytes, data.slice(range.start as usize..range.end as usize), "{range:?}");
+        assert_eq!(
+            *bytes,
+            data.slice(range.start as usize..range.end as usize),
+            "{range:?}"
+        );
     }
     // A range that runs past the end is cut at the end (the Parquet footer read relies on it).
     let tail = store.get_range("f.parquet", 9_000..20_000).await.unwrap();
@@ -345,7 +363,10 @@ pub async fn multipart_upload_large_object(store: &Store) {
     let meta = store.head("big/data.parquet").await.unwrap();
     assert_eq!(meta.size, size as u64);
     let got = store.get("big/data.parquet").await.unwrap();
-    assert!(got == data, "multipart object differs from what was written");
+    assert!(
+        got == data,
+        "multipart object differs from what was written"
+    );
     let boundary = crate::MIN_PART_SIZE as u64;
     let range = boundary - 10..boundary + 10;
     let got = store
@@ -358,14 +379,17 @@ pub async fn multipart_upload_large_object(store: &Store) {
 /// An aborted multipart upload leaves no object and (on `file://`) no staging files.
 pub async fn multipart_abort_leaves_nothing(store: &Store) {
     let mut writer = store.put_multipart("big/aborted.parquet").await.unwrap();
-    writer.write(pattern(crate::MIN_PART_SIZE + 1)).await.unwrap();
+    writer
+        .write(pattern(crate::MIN_PART_SIZE + 1))
+        .await
+        .unwrap();
     writer.abort().await.unwrap();
     assert!(matches!(
         store.head("big/aborted.parquet").await,
         Err(Error::NotFound { .. })
     ));
     assert!(store.list("").await.unwrap().is_empty());
-    assert_no_local_leftovers(store).await;
+    assert_no_upload_leftovers(store).await;
 }
 
 /// A writer dropped unfinished (a cancelled task, an early `?`) aborts its upload.
@@ -383,24 +407,33 @@ pub async fn multipart_dropped_writer_aborts(store: &Store) {
         Err(Error::NotFound { .. })
     ));
     assert!(store.list("").await.unwrap().is_empty());
-    assert_no_local_leftovers(store).await;
+    assert_no_upload_leftovers(store).await;
 }
 
-/// On `file://`, polls (briefly: a dropped writer aborts in the background) until no
-/// multipart staging file (`name#N`) remains under the store's directory.
-async fn assert_no_local_leftovers(store: &Store) {
-    let Ok(dir) = store.url().to_file_path() else {
-        return;
-    };
+/// Polls (briefly: a dropped writer aborts in the background) until no part of an aborted
+/// upload remains: on `file://` no staging file (`name#N`) under the store's directory; on an
+/// S3 test server ([`crate::testing::TestStore::s3`]) no pending multipart upload.
+async fn assert_no_upload_leftovers(store: &Store) {
     let mut leftovers = Vec::new();
     for _ in 0..50 {
-        leftovers = files_below(&dir);
+        leftovers = if let Ok(dir) = store.url().to_file_path() {
+            files_below(&dir)
+                .into_iter()
+                .map(|p| p.display().to_string())
+                .collect()
+        } else if let Some((endpoint, bucket)) = crate::testing::s3_server_of(store) {
+            crate::testing::pending_multipart_uploads(&endpoint, &bucket)
+                .await
+                .unwrap_or_else(|e| panic!("cannot list multipart uploads: {e}"))
+        } else {
+            return;
+        };
         if leftovers.is_empty() {
             return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("multipart staging files left behind: {leftovers:?}");
+    panic!("parts of an aborted multipart upload left behind: {leftovers:?}");
 }
 
 fn files_below(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
@@ -462,7 +495,10 @@ pub async fn child_stores_share_objects(store: &Store) {
     assert_eq!(child.get("a.json").await.unwrap(), "a");
     child.put("b.json", Bytes::from_static(b"b")).await.unwrap();
     assert_eq!(store.get("tables/t1/b.json").await.unwrap(), "b");
-    assert_eq!(keys_of(&child.list("").await.unwrap()), ["a.json", "b.json"]);
+    assert_eq!(
+        keys_of(&child.list("").await.unwrap()),
+        ["a.json", "b.json"]
+    );
     assert_eq!(
         child.url_of("b.json"),
         store.url_of("tables/t1/b.json"),

@@ -40,8 +40,8 @@ use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{
-    ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions,
-    PutPayload, PutResult, UpdateVersion, WriteMultipart,
+    ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions, PutPayload,
+    PutResult, UpdateVersion, WriteMultipart,
 };
 use url::Url;
 
@@ -137,7 +137,9 @@ pub struct Store {
 
 impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Store").field("url", &self.url.as_str()).finish()
+        f.debug_struct("Store")
+            .field("url", &self.url.as_str())
+            .finish()
     }
 }
 
@@ -196,8 +198,7 @@ impl StoreBuilder {
             url: location.to_string(),
             reason,
         };
-        let (inner, root, probe_scope): (Arc<dyn ObjectStore>, Path, String) = match url.scheme()
-        {
+        let (inner, root, probe_scope): (Arc<dyn ObjectStore>, Path, String) = match url.scheme() {
             "file" => {
                 let dir = url
                     .to_file_path()
@@ -445,7 +446,10 @@ impl Store {
 
     /// The object's metadata.
     pub async fn head(&self, key: &str) -> Result<ObjectMeta> {
-        self.inner.head(&self.path(key)).await.map_err(self.err(key))
+        self.inner
+            .head(&self.path(key))
+            .await
+            .map_err(self.err(key))
     }
 
     /// Writes an object, replacing any existing one.
@@ -582,7 +586,11 @@ impl Store {
 
     /// Like [`Store::list`], but only keys sorting after `offset` (a key relative to this
     /// store's root): e.g. Delta log entries after a known version.
-    pub async fn list_after(&self, prefix: &str, offset: &str) -> Result<Vec<(String, ObjectMeta)>> {
+    pub async fn list_after(
+        &self,
+        prefix: &str,
+        offset: &str,
+    ) -> Result<Vec<(String, ObjectMeta)>> {
         let path = self.path(prefix);
         let offset_path = self.path(offset);
         let metas: Vec<ObjectMeta> = self
@@ -707,7 +715,10 @@ mod tests {
             multipart_threshold_bytes: 10,
             ..Default::default()
         };
-        let err = Store::builder("memory://x").options(options).build().unwrap_err();
+        let err = Store::builder("memory://x")
+            .options(options)
+            .build()
+            .unwrap_err();
         assert!(
             matches!(&err, Error::Config { variable, .. } if variable == "WEIR_MULTIPART_THRESHOLD_BYTES"),
             "{err}"

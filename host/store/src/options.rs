@@ -104,7 +104,11 @@ impl StoreOptions {
         let s3_defaults = S3Options::default();
         let s3 = S3Options {
             region: vars.first(&["AWS_REGION", "AWS_DEFAULT_REGION"]),
-            endpoint: vars.first(&["WEIR_S3_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]),
+            endpoint: vars.first(&[
+                "WEIR_S3_ENDPOINT",
+                "AWS_ENDPOINT_URL_S3",
+                "AWS_ENDPOINT_URL",
+            ]),
             virtual_hosted_style: vars
                 .bool("WEIR_S3_VIRTUAL_HOSTED")?
                 .unwrap_or(s3_defaults.virtual_hosted_style),
@@ -128,10 +132,18 @@ impl StoreOptions {
         let options = Self {
             s3,
             multipart_threshold_bytes: vars
-                .int("WEIR_MULTIPART_THRESHOLD_BYTES", MIN_PART_SIZE, MAX_PART_SIZE)?
+                .int(
+                    "WEIR_MULTIPART_THRESHOLD_BYTES",
+                    MIN_PART_SIZE,
+                    MAX_PART_SIZE,
+                )?
                 .unwrap_or(defaults.multipart_threshold_bytes),
             multipart_part_size_bytes: vars
-                .int("WEIR_MULTIPART_PART_SIZE_BYTES", MIN_PART_SIZE, MAX_PART_SIZE)?
+                .int(
+                    "WEIR_MULTIPART_PART_SIZE_BYTES",
+                    MIN_PART_SIZE,
+                    MAX_PART_SIZE,
+                )?
                 .unwrap_or(defaults.multipart_part_size_bytes),
             multipart_concurrency: vars
                 .int("WEIR_MULTIPART_CONCURRENCY", 1, 64)?
@@ -145,15 +157,23 @@ impl StoreOptions {
     /// Checks values set in code the same way as values from the environment.
     pub fn validate(&self) -> Result<()> {
         let sizes = [
-            ("WEIR_MULTIPART_THRESHOLD_BYTES", self.multipart_threshold_bytes),
-            ("WEIR_MULTIPART_PART_SIZE_BYTES", self.multipart_part_size_bytes),
+            (
+                "WEIR_MULTIPART_THRESHOLD_BYTES",
+                self.multipart_threshold_bytes,
+            ),
+            (
+                "WEIR_MULTIPART_PART_SIZE_BYTES",
+                self.multipart_part_size_bytes,
+            ),
         ];
         for (variable, size) in sizes {
             if !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&size) {
                 return Err(config(
                     variable,
                     &size.to_string(),
-                    format!("must be between {MIN_PART_SIZE} (5 MiB, S3's smallest part) and {MAX_PART_SIZE} (5 GiB)"),
+                    format!(
+                        "must be between {MIN_PART_SIZE} (5 MiB, S3's smallest part) and {MAX_PART_SIZE} (5 GiB)"
+                    ),
                 ));
             }
         }
@@ -270,13 +290,9 @@ impl Vars<'_> {
         let Some(value) = self.get(name) else {
             return Ok(None);
         };
-        let parsed: usize = value.parse().map_err(|_| {
-            config(
-                name,
-                &value,
-                "expected a non-negative whole number".into(),
-            )
-        })?;
+        let parsed: usize = value
+            .parse()
+            .map_err(|_| config(name, &value, "expected a non-negative whole number".into()))?;
         if !(min..=max).contains(&parsed) {
             return Err(config(
                 name,
@@ -352,7 +368,10 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(options.s3.region.as_deref(), Some("eu-west-1"));
-        assert_eq!(options.s3.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(
+            options.s3.endpoint.as_deref(),
+            Some("http://127.0.0.1:9000")
+        );
         assert!(options.s3.allow_http);
         assert!(options.s3.virtual_hosted_style);
         assert_eq!(options.s3.request_timeout, Duration::from_millis(2500));
@@ -373,7 +392,10 @@ mod tests {
             ("AWS_DEFAULT_REGION", "ap-south-1"),
         ])
         .unwrap();
-        assert_eq!(options.s3.endpoint.as_deref(), Some("https://s3.weir.example"));
+        assert_eq!(
+            options.s3.endpoint.as_deref(),
+            Some("https://s3.weir.example")
+        );
         assert_eq!(options.s3.region.as_deref(), Some("ap-south-1"));
     }
 
@@ -384,10 +406,19 @@ mod tests {
             (&[("WEIR_S3_TIMEOUT_SECS", "0")], "WEIR_S3_TIMEOUT_SECS"),
             (&[("WEIR_S3_MAX_RETRIES", "-1")], "WEIR_S3_MAX_RETRIES"),
             (&[("WEIR_S3_MAX_RETRIES", "1000")], "WEIR_S3_MAX_RETRIES"),
-            (&[("WEIR_S3_VIRTUAL_HOSTED", "maybe")], "WEIR_S3_VIRTUAL_HOSTED"),
+            (
+                &[("WEIR_S3_VIRTUAL_HOSTED", "maybe")],
+                "WEIR_S3_VIRTUAL_HOSTED",
+            ),
             (&[("WEIR_S3_ALLOW_HTTP", "2")], "WEIR_S3_ALLOW_HTTP"),
-            (&[("WEIR_MULTIPART_THRESHOLD_BYTES", "1024")], "WEIR_MULTIPART_THRESHOLD_BYTES"),
-            (&[("WEIR_MULTIPART_PART_SIZE_BYTES", "1e9")], "WEIR_MULTIPART_PART_SIZE_BYTES"),
+            (
+                &[("WEIR_MULTIPART_THRESHOLD_BYTES", "1024")],
+                "WEIR_MULTIPART_THRESHOLD_BYTES",
+            ),
+            (
+                &[("WEIR_MULTIPART_PART_SIZE_BYTES", "1e9")],
+                "WEIR_MULTIPART_PART_SIZE_BYTES",
+            ),
             (&[("WEIR_FILE_FSYNC", "sometimes")], "WEIR_FILE_FSYNC"),
             (&[("WEIR_S3_ENDPOINT", "not a url")], "WEIR_S3_ENDPOINT"),
         ];
@@ -395,7 +426,10 @@ mod tests {
             let (named, message) = config_error(vars);
             assert_eq!(named, *variable, "{message}");
             assert!(message.contains(variable), "{message}");
-            assert!(message.contains(vars[0].1), "message should quote the value: {message}");
+            assert!(
+                message.contains(vars[0].1),
+                "message should quote the value: {message}"
+            );
         }
     }
 
@@ -409,7 +443,11 @@ mod tests {
         ]);
         assert_eq!(variable, "WEIR_S3_ALLOW_HTTP", "{message}");
         assert!(message.contains("loopback"), "{message}");
-        for endpoint in ["http://localhost:9000", "http://127.0.0.2:1", "http://[::1]:9000"] {
+        for endpoint in [
+            "http://localhost:9000",
+            "http://127.0.0.2:1",
+            "http://[::1]:9000",
+        ] {
             from(&[("WEIR_S3_ENDPOINT", endpoint), ("AWS_ALLOW_HTTP", "true")])
                 .unwrap_or_else(|e| panic!("{endpoint}: {e}"));
         }

@@ -90,7 +90,9 @@ async fn run(store: &Store) -> Result<Outcome> {
     };
     cleanup(store, &key).await;
     match &outcome {
-        Outcome::Honoured => tracing::debug!(url = %store.url(), "store honours conditional writes"),
+        Outcome::Honoured => {
+            tracing::debug!(url = %store.url(), "store honours conditional writes")
+        }
         Outcome::Ignored { detail } => {
             tracing::error!(url = %store.url(), %detail, "store does not honour conditional writes")
         }

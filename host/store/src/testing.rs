@@ -71,7 +71,10 @@ impl TestStore {
             .prefix(&format!("weir-{}-", sanitize(label, 30)))
             .tempdir()
             .expect("create a temporary directory for a file:// test store");
-        let location = dir.path().to_str().expect("temporary directory path is UTF-8");
+        let location = dir
+            .path()
+            .to_str()
+            .expect("temporary directory path is UTF-8");
         let store = Store::builder(location)
             .options(test_options())
             .build()
@@ -109,6 +112,10 @@ impl TestStore {
         if let Err(e) = create_bucket(&endpoint, &bucket).await {
             panic!("cannot create test bucket {bucket} on {endpoint}: {e}");
         }
+        S3_SERVERS
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(bucket.clone(), endpoint.clone());
         let test = S3Test {
             access_key_id: env("AWS_ACCESS_KEY_ID").unwrap_or_else(|| "weir-test".into()),
             secret_access_key: env("AWS_SECRET_ACCESS_KEY")
@@ -208,6 +215,54 @@ pub fn s3_endpoint() -> Option<String> {
 /// Creates `bucket` on the S3-compatible server at `endpoint` with an unsigned
 /// `PUT /bucket` (moto accepts it). An existing bucket owned by us is fine.
 pub async fn create_bucket(endpoint: &str, bucket: &str) -> Result<(), String> {
+    let (status, body) = unsigned_request(endpoint, "PUT", &format!("/{bucket}")).await?;
+    match status {
+        200 => Ok(()),
+        409 if body.contains("BucketAlreadyOwnedByYou") => Ok(()),
+        _ => Err(format!("PUT /{bucket} answered {status}: {}", body.trim())),
+    }
+}
+
+/// The keys of multipart uploads started but neither completed nor aborted in `bucket`
+/// (an unsigned `GET /bucket?uploads`, which moto answers).
+pub async fn pending_multipart_uploads(
+    endpoint: &str,
+    bucket: &str,
+) -> Result<Vec<String>, String> {
+    let (status, body) = unsigned_request(endpoint, "GET", &format!("/{bucket}?uploads")).await?;
+    if status != 200 {
+        return Err(format!(
+            "GET /{bucket}?uploads answered {status}: {}",
+            body.trim()
+        ));
+    }
+    Ok(body
+        .split("<Upload>")
+        .skip(1)
+        .filter_map(|upload| upload.split("<Key>").nth(1)?.split("</Key>").next())
+        .map(str::to_string)
+        .collect())
+}
+
+/// The S3 test server and bucket behind a store made by [`TestStore::s3`] (or a child of one).
+pub fn s3_server_of(store: &Store) -> Option<(String, String)> {
+    let bucket = store.url().host_str()?.to_string();
+    let servers = S3_SERVERS.lock().unwrap_or_else(|p| p.into_inner());
+    let endpoint = servers.get(&bucket)?.clone();
+    Some((endpoint, bucket))
+}
+
+/// Bucket name -> endpoint of every bucket [`TestStore::s3`] created in this process.
+static S3_SERVERS: std::sync::LazyLock<
+    std::sync::Mutex<std::collections::HashMap<String, String>>,
+> = std::sync::LazyLock::new(Default::default);
+
+/// One HTTP/1.1 request without a body or signature; returns (status, body).
+async fn unsigned_request(
+    endpoint: &str,
+    method: &str,
+    target: &str,
+) -> Result<(u16, String), String> {
     let url = url::Url::parse(endpoint).map_err(|e| format!("bad endpoint {endpoint}: {e}"))?;
     if url.scheme() != "http" {
         return Err(format!("test endpoint {endpoint} must be plain http://"));
@@ -217,7 +272,7 @@ pub async fn create_bucket(endpoint: &str, bucket: &str) -> Result<(), String> {
         .ok_or_else(|| format!("no host in {endpoint}"))?;
     let port = url.port_or_known_default().unwrap_or(80);
     let request = format!(
-        "PUT /{bucket} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {target} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     );
     let exchange = async {
         let mut stream = tokio::net::TcpStream::connect((host, port)).await?;
@@ -235,12 +290,13 @@ pub async fn create_bucket(endpoint: &str, bucket: &str) -> Result<(), String> {
         .lines()
         .next()
         .and_then(|line| line.split_whitespace().nth(1))
-        .unwrap_or("");
-    match status {
-        "200" => Ok(()),
-        "409" if response.contains("BucketAlreadyOwnedByYou") => Ok(()),
-        _ => Err(format!("PUT /{bucket} answered: {}", response.trim())),
-    }
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| format!("{method} {target}: not an HTTP response from {endpoint}"))?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
 }
 
 fn env(name: &str) -> Option<String> {

@@ -32,5 +32,8 @@ suite!(
 
 #[test]
 fn every_conformance_function_runs() {
-    assert_eq!(RUN, ALL, "tests/conformance.rs must run every function in conformance::ALL");
+    assert_eq!(
+        RUN, ALL,
+        "tests/conformance.rs must run every function in conformance::ALL"
+    );
 }

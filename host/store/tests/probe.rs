@@ -29,7 +29,10 @@ struct StandIn {
 }
 
 impl StandIn {
-    async fn handle(&self, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    async fn handle(
+        &self,
+        request: Request<Incoming>,
+    ) -> Result<Response<Full<Bytes>>, Infallible> {
         let path = request.uri().path().to_string();
         let bulk_delete = request.uri().query() == Some("delete");
         let method = request.method().clone();
@@ -76,7 +79,11 @@ impl StandIn {
             Method::POST if bulk_delete => {
                 let body = String::from_utf8_lossy(&body);
                 let mut deleted = String::new();
-                for key in body.split("<Key>").skip(1).filter_map(|s| s.split("</Key>").next()) {
+                for key in body
+                    .split("<Key>")
+                    .skip(1)
+                    .filter_map(|s| s.split("</Key>").next())
+                {
                     objects.remove(&format!("{path}/{key}"));
                     deleted.push_str(&format!("<Deleted><Key>{key}</Key></Deleted>"));
                 }
@@ -153,12 +160,21 @@ async fn probe_refuses_a_store_that_ignores_if_none_match() {
     let store = stand_in_store(&endpoint, "s3://garage-like/tables/t1");
 
     // The hazard itself: both create-only writes "win".
-    store.put_create("race.json", Bytes::from_static(b"a")).await.unwrap();
-    store.put_create("race.json", Bytes::from_static(b"b")).await.unwrap();
+    store
+        .put_create("race.json", Bytes::from_static(b"a"))
+        .await
+        .unwrap();
+    store
+        .put_create("race.json", Bytes::from_static(b"b"))
+        .await
+        .unwrap();
     assert_eq!(server.puts_with_if_none_match.load(Ordering::SeqCst), 2);
 
     let err = store.ensure_conditional_writes().await.unwrap_err();
-    assert!(matches!(err, Error::ConditionalWritesNotHonoured { .. }), "{err}");
+    assert!(
+        matches!(err, Error::ConditionalWritesNotHonoured { .. }),
+        "{err}"
+    );
     let message = err.to_string();
     assert!(message.contains(REFUSAL), "{message}");
     assert!(message.contains("s3://garage-like/tables/t1"), "{message}");
@@ -177,10 +193,16 @@ async fn probe_refuses_a_store_that_ignores_if_none_match() {
         let err = store.ensure_conditional_writes().await.unwrap_err();
         assert!(err.to_string().contains(REFUSAL), "{err}");
     }
-    assert_eq!(server.puts.load(Ordering::SeqCst), puts, "the probe must not run twice");
+    assert_eq!(
+        server.puts.load(Ordering::SeqCst),
+        puts,
+        "the probe must not run twice"
+    );
 
     // The uncached probe runs again and says the same.
-    let err = weir_store::probe_conditional_writes(&store).await.unwrap_err();
+    let err = weir_store::probe_conditional_writes(&store)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains(REFUSAL), "{err}");
     assert_eq!(server.puts.load(Ordering::SeqCst), puts + 2);
 }
@@ -208,7 +230,10 @@ async fn probe_does_not_cache_transport_errors() {
     let store = stand_in_store(&endpoint, "s3://unreachable/t");
     let err = store.ensure_conditional_writes().await.unwrap_err();
     assert!(matches!(err, Error::Other { .. }), "{err}");
-    assert!(err.to_string().contains("s3://unreachable/t/_weir/probe/"), "{err}");
+    assert!(
+        err.to_string().contains("s3://unreachable/t/_weir/probe/"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -224,7 +249,10 @@ async fn probe_passes_against_moto() {
 
 #[tokio::test]
 async fn probe_passes_on_file_and_memory() {
-    for test in [TestStore::file("probe-file"), TestStore::memory("probe-memory")] {
+    for test in [
+        TestStore::file("probe-file"),
+        TestStore::memory("probe-memory"),
+    ] {
         test.store.ensure_conditional_writes().await.unwrap();
         assert!(test.store.list("").await.unwrap().is_empty());
     }
