@@ -41,9 +41,20 @@ stop_server() {
     fi
     server_pid=""
 }
+cmd_pid=""
+# On ctrl-C or a kill, stop CMD too (it runs in the background so that `wait` returns at once
+# on a signal; background jobs ignore SIGINT, so it gets SIGTERM), then the server.
+on_signal() {
+    if [[ -n "$cmd_pid" ]]; then
+        kill -TERM "$cmd_pid" 2>/dev/null || true
+        wait "$cmd_pid" 2>/dev/null || true
+    fi
+    stop_server
+    exit "$1"
+}
 trap stop_server EXIT
-trap 'stop_server; exit 130' INT
-trap 'stop_server; exit 143' TERM
+trap 'on_signal 130' INT
+trap 'on_signal 143' TERM
 
 free_port() {
     "$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
@@ -89,7 +100,10 @@ unset WEIR_SKIP_S3
 echo "with-s3: moto on $WEIR_TEST_S3_ENDPOINT (pid $server_pid, log $log)" >&2
 
 status=0
-"$@" || status=$?
+"$@" <&0 &
+cmd_pid=$!
+wait "$cmd_pid" || status=$?
+cmd_pid=""
 stop_server
 if [[ $status -ne 0 ]]; then
     echo "with-s3: command failed ($status); last lines of the moto log ($log):" >&2
