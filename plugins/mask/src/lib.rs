@@ -1,0 +1,510 @@
+//! # mask: hash, redact or truncate PII columns
+//!
+//! Replaces the values of the configured columns in place; every other column passes through
+//! untouched and the column order is kept. Nulls stay null under every method.
+//!
+//! ## Config
+//!
+//! ```json
+//! {
+//!   "key": "a long random secret",
+//!   "algorithm": "blake3",
+//!   "hash_length": 32,
+//!   "columns": {
+//!     "user_id": {"method": "hash"},
+//!     "email":   {"method": "redact", "replacement": "***"},
+//!     "ip":      {"method": "truncate", "keep": 7}
+//!   }
+//! }
+//! ```
+//!
+//! * `columns` (required, non-empty): column name → method:
+//!   * `{"method": "hash"}`: a keyed hash of the value, as lowercase hex. Works on `Utf8`,
+//!     `LargeUtf8` and `Utf8View` columns (output keeps the column's type) and on integer columns
+//!     (`Int8`..`Int64`, `UInt8`..`UInt64`), whose output column becomes `Utf8`.
+//!   * `{"method": "redact", "replacement": "***"}`: every non-null value becomes `replacement`
+//!     (default `"***"`). String columns only.
+//!   * `{"method": "truncate", "keep": N}`: keeps the first `N` Unicode scalar values (chars, not
+//!     bytes) of each value, e.g. `"192.168.1.23"` with `keep: 7` → `"192.168"`. String columns
+//!     only.
+//! * `key`: the secret, required (non-empty) when any column is hashed.
+//! * `algorithm`: `"blake3"` (default), `"hmac-sha256"` or `"sha256"`.
+//! * `hash_length`: how many hex characters of the digest to keep, 1 to 64 (default 32;
+//!   64 keeps the whole 256-bit digest). Odd lengths keep the first hex digit of the last byte.
+//!
+//! ## Algorithms, exactly (so other engines can reproduce them)
+//! Let `K` be the UTF-8 bytes of `key` and `M` the bytes of the value: the UTF-8 bytes of a
+//! string value, or for integer columns the ASCII decimal form of the integer (optional leading
+//! `-`, no leading zeros, no `+`: `-42`, `0`, `18446744073709551615`). Then the digest is:
+//!
+//! * `blake3`: `BLAKE3-keyed_hash(key = BLAKE3-derive_key(context = "weir mask v1", K), M)`,
+//!   a 32-byte digest. `derive_key` is BLAKE3's key-derivation mode with that exact context
+//!   string.
+//! * `hmac-sha256`: `HMAC-SHA256(key = K, message = M)` (RFC 2104).
+//! * `sha256`: `SHA-256(K || M)`: the key bytes immediately followed by the value bytes. It is
+//!   weaker than HMAC (length extension) but reproducible in plain SQL, e.g. DuckDB
+//!   `left(sha256(key || value), 32)`.
+//!
+//! The output is the lowercase hexadecimal form of the digest, cut to its first `hash_length`
+//! characters.
+//!
+//! ## Errors
+//! Config errors name the column (not found, wrong type for its method) or the field
+//! (`key`, `hash_length`, `columns`) at fault, before any data flows.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, GenericStringBuilder, Int64Array, OffsetSizeTrait, StringViewBuilder,
+    UInt64Array,
+};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, UInt64Type};
+use hmac::{Hmac, Mac};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use weir_sdk::{Error, RecordBatch, Transform};
+
+/// The BLAKE3 key-derivation context for the mask key.
+pub const BLAKE3_CONTEXT: &str = "weir mask v1";
+
+/// The keyed hash used by the `hash` method.
+#[derive(Clone, Copy, Debug, Default, Deserialize, JsonSchema, PartialEq, Eq)]
+pub enum Algorithm {
+    /// BLAKE3 keyed hash with the key derived by `derive_key("weir mask v1", key)`.
+    #[default]
+    #[serde(rename = "blake3")]
+    Blake3,
+    /// HMAC-SHA256 keyed with the key bytes.
+    #[serde(rename = "hmac-sha256")]
+    HmacSha256,
+    /// SHA-256 of the key bytes followed by the value bytes.
+    #[serde(rename = "sha256")]
+    Sha256,
+}
+
+/// How one column is masked.
+#[derive(Clone, Debug, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(tag = "method", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Method {
+    /// Replace each value by its keyed hash, in lowercase hex.
+    Hash,
+    /// Replace each non-null value by `replacement`.
+    Redact {
+        /// The replacement text (default `***`).
+        #[serde(default = "default_replacement")]
+        replacement: String,
+    },
+    /// Keep the first `keep` characters of each value.
+    Truncate {
+        /// How many characters (Unicode scalar values) to keep.
+        keep: usize,
+    },
+}
+
+fn default_replacement() -> String {
+    "***".to_string()
+}
+
+fn default_hash_length() -> usize {
+    32
+}
+
+/// The mask config.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The secret key for `hash`; required when any column is hashed.
+    pub key: Option<String>,
+    /// The hash algorithm (default `blake3`).
+    #[serde(default)]
+    pub algorithm: Algorithm,
+    /// Hex characters of the digest to keep, 1 to 64 (default 32).
+    #[serde(default = "default_hash_length")]
+    pub hash_length: usize,
+    /// Column name → masking method.
+    pub columns: BTreeMap<String, Method>,
+}
+
+/// A keyed hasher with its key schedule done once.
+#[derive(Clone)]
+pub enum KeyedHasher {
+    Blake3([u8; 32]),
+    HmacSha256(Hmac<Sha256>),
+    Sha256(Sha256),
+}
+
+impl KeyedHasher {
+    /// Prepares `algorithm` keyed with `key`.
+    pub fn new(algorithm: Algorithm, key: &str) -> Self {
+        match algorithm {
+            Algorithm::Blake3 => {
+                KeyedHasher::Blake3(blake3::derive_key(BLAKE3_CONTEXT, key.as_bytes()))
+            }
+            Algorithm::HmacSha256 => KeyedHasher::HmacSha256(
+                // HMAC accepts keys of any length; this never fails.
+                <Hmac<Sha256> as Mac>::new_from_slice(key.as_bytes())
+                    .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length")),
+            ),
+            Algorithm::Sha256 => {
+                let mut prototype = Sha256::new();
+                prototype.update(key.as_bytes());
+                KeyedHasher::Sha256(prototype)
+            }
+        }
+    }
+
+    /// The 32-byte digest of `message`.
+    #[inline]
+    pub fn digest(&self, message: &[u8]) -> [u8; 32] {
+        match self {
+            KeyedHasher::Blake3(key) => *blake3::keyed_hash(key, message).as_bytes(),
+            KeyedHasher::HmacSha256(prototype) => {
+                let mut mac = prototype.clone();
+                mac.update(message);
+                mac.finalize().into_bytes().into()
+            }
+            KeyedHasher::Sha256(prototype) => {
+                let mut hasher = prototype.clone();
+                hasher.update(message);
+                hasher.finalize().into()
+            }
+        }
+    }
+
+    /// Appends the first `hex_chars` lowercase hex digits of the digest of `message` to `out`.
+    #[inline]
+    pub fn hex_into(&self, message: &[u8], hex_chars: usize, out: &mut String) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        debug_assert!((1..=64).contains(&hex_chars));
+        let digest = self.digest(message);
+        let mut buf = [0u8; 64];
+        for (i, byte) in digest.iter().take(hex_chars.div_ceil(2)).enumerate() {
+            buf[2 * i] = HEX[(byte >> 4) as usize];
+            buf[2 * i + 1] = HEX[(byte & 0x0f) as usize];
+        }
+        for &c in &buf[..hex_chars] {
+            out.push(c as char);
+        }
+    }
+}
+
+/// What to do with one column.
+enum Rule {
+    Hash,
+    Redact(String),
+    Truncate(usize),
+}
+
+struct Plan {
+    column: usize,
+    name: String,
+    rule: Rule,
+}
+
+/// Masks the configured columns.
+pub struct Mask {
+    plans: Vec<Plan>,
+    hasher: Option<KeyedHasher>,
+    hash_length: usize,
+    schema: SchemaRef,
+}
+
+const STRING_TYPES: [DataType; 3] = [DataType::Utf8, DataType::LargeUtf8, DataType::Utf8View];
+const INTEGER_TYPES: [DataType; 8] = [
+    DataType::Int8,
+    DataType::Int16,
+    DataType::Int32,
+    DataType::Int64,
+    DataType::UInt8,
+    DataType::UInt16,
+    DataType::UInt32,
+    DataType::UInt64,
+];
+
+impl Transform for Mask {
+    type Config = Config;
+
+    fn open(config: Config, input: SchemaRef) -> Result<Self, Error> {
+        if config.columns.is_empty() {
+            return Err(Error::config("columns must name at least one column"));
+        }
+        if !(1..=64).contains(&config.hash_length) {
+            return Err(Error::config(format!(
+                "hash_length must be between 1 and 64 hex characters, got {}",
+                config.hash_length
+            )));
+        }
+        let hashes = config.columns.values().any(|m| *m == Method::Hash);
+        let hasher = match (&config.key, hashes) {
+            (Some(key), true) if !key.is_empty() => Some(KeyedHasher::new(config.algorithm, key)),
+            (_, true) => {
+                let hashed: Vec<_> = config
+                    .columns
+                    .iter()
+                    .filter(|(_, m)| **m == Method::Hash)
+                    .map(|(c, _)| format!("{c:?}"))
+                    .collect();
+                return Err(Error::config(format!(
+                    "key is required (non-empty) to hash column {}",
+                    hashed.join(", ")
+                )));
+            }
+            (_, false) => None,
+        };
+
+        let mut fields: Vec<Field> = input.fields().iter().map(|f| f.as_ref().clone()).collect();
+        let mut plans = Vec::with_capacity(config.columns.len());
+        for (name, method) in config.columns {
+            let column = weir_sdk::column_index(&input, &name, &[])?;
+            let data_type = input.field(column).data_type().clone();
+            let is_string = STRING_TYPES.contains(&data_type);
+            let rule = match method {
+                Method::Hash => {
+                    if !is_string && !INTEGER_TYPES.contains(&data_type) {
+                        return Err(Error::config(format!(
+                            "column {name:?} is {data_type}; method hash needs a string \
+                             (Utf8, LargeUtf8, Utf8View) or integer column"
+                        )));
+                    }
+                    if !is_string {
+                        fields[column] = fields[column].clone().with_data_type(DataType::Utf8);
+                    }
+                    Rule::Hash
+                }
+                Method::Redact { replacement } => {
+                    if !is_string {
+                        return Err(Error::config(format!(
+                            "column {name:?} is {data_type}; method redact needs a string \
+                             column (Utf8, LargeUtf8, Utf8View)"
+                        )));
+                    }
+                    Rule::Redact(replacement)
+                }
+                Method::Truncate { keep } => {
+                    if !is_string {
+                        return Err(Error::config(format!(
+                            "column {name:?} is {data_type}; method truncate needs a string \
+                             column (Utf8, LargeUtf8, Utf8View)"
+                        )));
+                    }
+                    Rule::Truncate(keep)
+                }
+            };
+            plans.push(Plan { column, name, rule });
+        }
+        let schema = Arc::new(Schema::new_with_metadata(fields, input.metadata().clone()));
+        Ok(Mask {
+            plans,
+            hasher,
+            hash_length: config.hash_length,
+            schema,
+        })
+    }
+
+    fn output_schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn process(&mut self, batch: RecordBatch) -> Result<Vec<RecordBatch>, Error> {
+        let mut columns = batch.columns().to_vec();
+        for plan in &self.plans {
+            let input = batch.column(plan.column);
+            let output = match &plan.rule {
+                Rule::Hash => {
+                    let hasher = self
+                        .hasher
+                        .as_ref()
+                        .ok_or_else(|| Error::internal("hash rule without a hasher"))?;
+                    let length = self.hash_length;
+                    map_values(input, &plan.name, length, |value, out| {
+                        hasher.hex_into(value.as_bytes(), length, out)
+                    })?
+                }
+                Rule::Redact(replacement) => {
+                    map_values(input, &plan.name, replacement.len(), |_, out| {
+                        out.push_str(replacement)
+                    })?
+                }
+                Rule::Truncate(keep) => {
+                    let keep = *keep;
+                    map_values(input, &plan.name, keep, |value, out| {
+                        let end = value
+                            .char_indices()
+                            .nth(keep)
+                            .map_or(value.len(), |(i, _)| i);
+                        out.push_str(&value[..end])
+                    })?
+                }
+            };
+            columns[plan.column] = output;
+        }
+        Ok(vec![RecordBatch::try_new(self.schema.clone(), columns)?])
+    }
+}
+
+/// A string array builder the mapped values go into.
+trait Sink {
+    fn push(&mut self, value: &str);
+    fn push_null(&mut self);
+    fn finish_array(self) -> ArrayRef;
+}
+
+impl<O: OffsetSizeTrait> Sink for GenericStringBuilder<O> {
+    #[inline]
+    fn push(&mut self, value: &str) {
+        self.append_value(value);
+    }
+    #[inline]
+    fn push_null(&mut self) {
+        self.append_null();
+    }
+    fn finish_array(mut self) -> ArrayRef {
+        Arc::new(self.finish())
+    }
+}
+
+impl Sink for StringViewBuilder {
+    #[inline]
+    fn push(&mut self, value: &str) {
+        self.append_value(value);
+    }
+    #[inline]
+    fn push_null(&mut self) {
+        self.append_null();
+    }
+    fn finish_array(mut self) -> ArrayRef {
+        Arc::new(self.finish())
+    }
+}
+
+/// Maps every non-null value of a string or integer column through `f`, which appends the new
+/// value to a scratch string. String columns keep their type; integer columns become Utf8.
+fn map_values(
+    array: &ArrayRef,
+    column: &str,
+    bytes_per_value: usize,
+    f: impl FnMut(&str, &mut String),
+) -> Result<ArrayRef, Error> {
+    let rows = array.len();
+    let data = rows.saturating_mul(bytes_per_value);
+    Ok(match array.data_type() {
+        DataType::Utf8 => map_strings(
+            array.as_string::<i32>().iter(),
+            GenericStringBuilder::<i32>::with_capacity(rows, data),
+            f,
+        ),
+        DataType::LargeUtf8 => map_strings(
+            array.as_string::<i64>().iter(),
+            GenericStringBuilder::<i64>::with_capacity(rows, data),
+            f,
+        ),
+        DataType::Utf8View => map_strings(
+            array.as_string_view().iter(),
+            StringViewBuilder::with_capacity(rows),
+            f,
+        ),
+        DataType::UInt64 => {
+            let ints: &UInt64Array = array.as_primitive::<UInt64Type>();
+            map_integers(ints.iter(), rows, data, f)
+        }
+        t if t.is_integer() => {
+            // Every other integer type fits in Int64 losslessly.
+            let ints = cast(array, &DataType::Int64)?;
+            let ints: &Int64Array = ints.as_primitive::<Int64Type>();
+            map_integers(ints.iter().map(|v| v.map(Signed)), rows, data, f)
+        }
+        other => {
+            return Err(Error::internal(format!(
+                "column {column:?} has unsupported type {other}"
+            )));
+        }
+    })
+}
+
+fn map_strings<'a, S: Sink>(
+    values: impl Iterator<Item = Option<&'a str>>,
+    mut sink: S,
+    mut f: impl FnMut(&str, &mut String),
+) -> ArrayRef {
+    let mut scratch = String::with_capacity(128);
+    for value in values {
+        match value {
+            Some(value) => {
+                scratch.clear();
+                f(value, &mut scratch);
+                sink.push(&scratch);
+            }
+            None => sink.push_null(),
+        }
+    }
+    sink.finish_array()
+}
+
+/// A signed integer to format in decimal.
+#[derive(Clone, Copy)]
+struct Signed(i64);
+
+/// Integers formatted in decimal without allocating.
+trait Decimal: Copy {
+    /// Writes the decimal form into the end of `buf`; returns where it starts.
+    fn write(self, buf: &mut [u8; 20]) -> usize;
+}
+
+impl Decimal for u64 {
+    #[inline]
+    fn write(self, buf: &mut [u8; 20]) -> usize {
+        let mut v = self;
+        let mut start = buf.len();
+        loop {
+            start -= 1;
+            buf[start] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                return start;
+            }
+        }
+    }
+}
+
+impl Decimal for Signed {
+    #[inline]
+    fn write(self, buf: &mut [u8; 20]) -> usize {
+        // |i64::MIN| has 19 digits: with the sign it still fits in 20 bytes.
+        let start = self.0.unsigned_abs().write(buf);
+        if self.0 < 0 {
+            buf[start - 1] = b'-';
+            return start - 1;
+        }
+        start
+    }
+}
+
+fn map_integers<D: Decimal>(
+    values: impl Iterator<Item = Option<D>>,
+    rows: usize,
+    data: usize,
+    mut f: impl FnMut(&str, &mut String),
+) -> ArrayRef {
+    let mut sink = GenericStringBuilder::<i32>::with_capacity(rows, data);
+    let mut scratch = String::with_capacity(128);
+    let mut digits = [0u8; 20];
+    for value in values {
+        match value {
+            Some(value) => {
+                let start = value.write(&mut digits);
+                // Only ASCII digits and '-' were written.
+                let text = std::str::from_utf8(&digits[start..]).unwrap_or_default();
+                scratch.clear();
+                f(text, &mut scratch);
+                sink.push(&scratch);
+            }
+            None => sink.push_null(),
+        }
+    }
+    sink.finish_array()
+}
+
+weir_sdk::export!(Mask);
