@@ -114,15 +114,16 @@ impl Transform for Dedupe {
         let rows = self.converter.convert_columns(&key_columns)?;
         self.seen.reserve(rows.num_rows().min(1 << 16));
         let mut kept = 0;
-        let keep: BooleanArray = rows
+        let keep: Vec<bool> = rows
             .iter()
             .map(|row| {
                 let bytes = row.as_ref();
                 let new = !self.seen.contains(bytes) && self.seen.insert(bytes.into());
                 kept += usize::from(new);
-                Some(new)
+                new
             })
             .collect();
+        let keep = BooleanArray::from(keep);
         if kept == batch.num_rows() {
             return Ok(vec![batch]);
         }

@@ -41,7 +41,8 @@
 //! Nulls propagate: any null operand gives a null result.
 //!
 //! A `name` that already exists (in the input or derived earlier) is an error unless
-//! `"replace": true`. Config errors name the entry (`columns[2]`) and the column at fault.
+//! `"replace": true`, which overwrites that column in place (its type may change); with
+//! `"replace": true` and no such column, the column is appended as usual. Config errors name the entry (`columns[2]`) and the column at fault.
 
 use std::sync::Arc;
 

@@ -251,24 +251,8 @@ pub struct Filter {
 impl Transform for Filter {
     type Config = Config;
 
-    fn input_columns(config: &Config) -> Option<Vec<String>> {
-        fn collect(p: &Predicate, out: &mut Vec<String>) {
-            if let Some(c) = &p.column
-                && !out.contains(c)
-            {
-                out.push(c.clone());
-            }
-            for list in [&p.any, &p.all].into_iter().flatten() {
-                list.iter().for_each(|p| collect(p, out));
-            }
-            if let Some(p) = &p.not {
-                collect(p, out);
-            }
-        }
-        let mut out = Vec::new();
-        config.predicates.iter().for_each(|p| collect(p, &mut out));
-        Some(out)
-    }
+    // `input_columns` stays `None`: every input column passes through to the output, so the
+    // scan must read all of them, not only those the predicates test.
 
     fn open(config: Config, input: SchemaRef) -> Result<Self, Error> {
         let nodes = compile_list(&config.predicates, "predicates", &input)?;

@@ -307,6 +307,17 @@ fn dictionary_and_view_columns() {
         .unwrap();
     assert_eq!(i.values().to_vec(), vec![0, 3]);
     let out = run::<Filter>(
+        r#"{"predicates": [{"column": "d", "op": "starts_with", "value": "b"}]}"#,
+        std::slice::from_ref(&batch),
+    )
+    .unwrap();
+    let i = out[0]
+        .column(2)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .unwrap();
+    assert_eq!(i.values().to_vec(), vec![2]);
+    let out = run::<Filter>(
         r#"{"predicates": [{"column": "v", "op": "contains", "value": "long"}]}"#,
         &[batch],
     )
@@ -350,20 +361,12 @@ fn all_rows_kept_returns_the_batch() {
 }
 
 #[test]
-fn input_columns_are_every_column_read() {
-    let config: weir_plugin_filter::Config = serde_json_from(
-        r#"{"predicates": [{"column": "a", "op": "is_null"},
-            {"any": [{"column": "b", "op": "eq", "value": 1}, {"not": {"column": "a", "op": "is_null"}}]}]}"#,
-    );
+fn input_columns_is_every_column_because_rows_pass_through_whole() {
     use weir_sdk::Transform;
-    assert_eq!(
-        Filter::input_columns(&config),
-        Some(vec!["a".to_string(), "b".to_string()])
-    );
-}
-
-fn serde_json_from(s: &str) -> weir_plugin_filter::Config {
-    weir_sdk::parse_config::<Filter>(s).unwrap()
+    let config =
+        weir_sdk::parse_config::<Filter>(r#"{"predicates": [{"column": "a", "op": "is_null"}]}"#)
+            .unwrap();
+    assert_eq!(Filter::input_columns(&config), None);
 }
 
 #[test]
@@ -688,4 +691,47 @@ fn random_predicates_match_a_row_by_row_reference() {
             .collect();
         assert_eq!(got, expected, "round {round}, config {config}");
     }
+}
+
+#[test]
+fn timestamps_in_any_zone_compare_as_utc_instants() {
+    let t0 = 1_767_225_600_000i64; // 2026-01-01T00:00:00Z in ms.
+    let batch = RecordBatch::try_from_iter([
+        (
+            "ts",
+            Arc::new(
+                arrow::array::TimestampMillisecondArray::from(vec![
+                    Some(t0 - 3_600_000),
+                    Some(t0),
+                    None,
+                    Some(t0 + 3_600_000),
+                ])
+                .with_timezone("Europe/Berlin"),
+            ) as ArrayRef,
+        ),
+        ("event_id", Arc::new(Int64Array::from(vec![1, 2, 3, 4]))),
+    ])
+    .unwrap();
+    let ids_for = |config: &str| ids(&run::<Filter>(config, std::slice::from_ref(&batch)).unwrap());
+    // A naive string is UTC.
+    assert_eq!(
+        ids_for(
+            r#"{"predicates": [{"column": "ts", "op": "ge", "value": "2026-01-01T00:00:00"}]}"#
+        ),
+        vec![2, 4]
+    );
+    // An explicit offset is honoured: 01:00+01:00 is 00:00Z.
+    assert_eq!(
+        ids_for(
+            r#"{"predicates": [{"column": "ts", "op": "eq", "value": "2026-01-01T01:00:00+01:00"}]}"#
+        ),
+        vec![2]
+    );
+    // Numbers are raw values in the column's unit.
+    assert_eq!(
+        ids_for(&format!(
+            r#"{{"predicates": [{{"column": "ts", "op": "lt", "value": {t0}}}]}}"#
+        )),
+        vec![1]
+    );
 }
