@@ -5,7 +5,7 @@
 //! - Files in partitions that the filters exclude are never opened (not even their footer).
 //! - The tasks of a plan cover every row group of every kept file exactly once.
 //! - Only the requested file columns are decoded; partition columns are synthesized.
-//! - Memory is bounded: [`Scan::stream`] decodes at most `read_ahead` tasks at once, each
+//! - Memory is bounded: [`Scan::stream`] decodes at most `read_ahead + 1` tasks at once (the one being consumed and `read_ahead` ahead), each
 //!   holding at most two decoded batches (of `batch_size` rows) plus its current row group's
 //!   column chunks.
 //! - Any Parquet failure names the file's full URL.
@@ -380,7 +380,7 @@ impl Scan {
         Ok(OutputPlan::new(&file_schema, &projection, &url)?.schema)
     }
 
-    /// Plans and streams every task's batches, in task order, decoding up to `read_ahead`
+    /// Plans and streams every task's batches, in task order, decoding up to `read_ahead + 1`
     /// tasks concurrently. Every batch is checked against [`Scan::schema`]; a file whose
     /// columns differ fails with an error naming it. Must run inside a Tokio runtime.
     pub async fn stream(&self) -> Result<BoxStream<'static, Result<RecordBatch>>> {

@@ -520,12 +520,9 @@ fn normalize_type(data_type: &DataType) -> DataType {
         DataType::List(f) => DataType::List(normalize_field(f)),
         DataType::LargeList(f) => DataType::LargeList(normalize_field(f)),
         DataType::FixedSizeList(f, n) => DataType::FixedSizeList(normalize_field(f), *n),
-        DataType::Struct(fields) => DataType::Struct(
-            fields
-                .iter()
-                .map(|f| normalize_field(f))
-                .collect::<Fields>(),
-        ),
+        DataType::Struct(fields) => {
+            DataType::Struct(fields.iter().map(normalize_field).collect::<Fields>())
+        }
         DataType::Map(f, sorted) => DataType::Map(normalize_field(f), *sorted),
         other => other.clone(),
     }
