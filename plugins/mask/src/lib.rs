@@ -185,8 +185,9 @@ impl KeyedHasher {
             buf[2 * i] = HEX[(byte >> 4) as usize];
             buf[2 * i + 1] = HEX[(byte & 0x0f) as usize];
         }
-        for &c in &buf[..hex_chars] {
-            out.push(c as char);
+        // Only ASCII hex digits were written, so this always succeeds.
+        if let Ok(hex) = std::str::from_utf8(&buf[..hex_chars]) {
+            out.push_str(hex);
         }
     }
 }
