@@ -145,7 +145,10 @@ mod tests {
         let dict: DictionaryArray<Int32Type> = vec!["a", "b", "a"].into_iter().collect();
         RecordBatch::try_from_iter([
             ("id", Arc::new(Int64Array::from(vec![1, 2, 3])) as ArrayRef),
-            ("name", Arc::new(StringArray::from(vec![Some("x"), None, Some("z")])) as ArrayRef),
+            (
+                "name",
+                Arc::new(StringArray::from(vec![Some("x"), None, Some("z")])) as ArrayRef,
+            ),
             ("tag", Arc::new(dict) as ArrayRef),
         ])
         .unwrap()

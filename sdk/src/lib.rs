@@ -74,8 +74,8 @@ pub mod session;
 pub mod testing;
 
 pub use arrow_array;
-pub use arrow_schema;
 pub use arrow_array::RecordBatch;
+pub use arrow_schema;
 pub use arrow_schema::SchemaRef;
 pub use schemars;
 pub use serde_json;
@@ -219,7 +219,10 @@ pub struct Metadata {
 pub fn metadata<T: Transform>(name: &str, version: &str, description: &str) -> Metadata {
     let schema = schemars::schema_for!(T::Config);
     Metadata {
-        name: name.strip_prefix("weir-plugin-").unwrap_or(name).to_string(),
+        name: name
+            .strip_prefix("weir-plugin-")
+            .unwrap_or(name)
+            .to_string(),
         version: version.to_string(),
         description: description.to_string(),
         config_schema: serde_json::to_string(&schema).unwrap_or_else(|_| "{}".into()),
@@ -229,7 +232,11 @@ pub fn metadata<T: Transform>(name: &str, version: &str, description: &str) -> M
 
 /// Parses a JSON config for `T`, with errors that name the field and position.
 pub fn parse_config<T: Transform>(config: &str) -> Result<T::Config, Error> {
-    let config = if config.trim().is_empty() { "{}" } else { config };
+    let config = if config.trim().is_empty() {
+        "{}"
+    } else {
+        config
+    };
     serde_json::from_str(config).map_err(|e| Error::config(e.to_string()))
 }
 
@@ -269,7 +276,7 @@ macro_rules! export {
             struct WeirPluginExport;
 
             impl wit::Guest for WeirPluginExport {
-                fn metadata() -> wit::Metadata {
+                fn metadata() -> wit::PluginMetadata {
                     $crate::__private::guest::metadata::<$transform>(
                         env!("CARGO_PKG_NAME"),
                         env!("CARGO_PKG_VERSION"),
@@ -290,7 +297,7 @@ macro_rules! export {
                 }
             }
 
-            $crate::__export_weir_plugin!(WeirPluginExport);
+            $crate::__private::bindings::__export_weir_plugin!(WeirPluginExport with_types_in $crate::__private::bindings);
         };
     };
 }

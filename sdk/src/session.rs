@@ -94,9 +94,13 @@ pub mod guest {
         }
     }
 
-    pub fn metadata<T: Transform>(name: &str, version: &str, description: &str) -> wit::Metadata {
+    pub fn metadata<T: Transform>(
+        name: &str,
+        version: &str,
+        description: &str,
+    ) -> wit::PluginMetadata {
         let m = crate::metadata::<T>(name, version, description);
-        wit::Metadata {
+        wit::PluginMetadata {
             name: m.name,
             version: m.version,
             description: m.description,

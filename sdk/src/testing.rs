@@ -36,7 +36,9 @@ impl<T: Transform> Harness<T> {
     /// Processes one batch, which must have the schema the harness was opened with.
     pub fn process(&mut self, batch: &RecordBatch) -> Result<Vec<RecordBatch>, Error> {
         if batch.schema().fields() != self.input_schema.fields() {
-            return Err(Error::internal("test batch does not match the opened schema"));
+            return Err(Error::internal(
+                "test batch does not match the opened schema",
+            ));
         }
         let (mut encoder, _) = crate::ipc::BatchEncoder::new(self.input_schema.clone())?;
         let payload = encoder.encode(batch)?;

@@ -2,6 +2,7 @@
 //! parses arguments, sets up logging and maps errors to exit codes.
 
 mod output;
+mod plugin;
 mod table;
 
 use std::process::ExitCode;
@@ -23,6 +24,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Scaffold, build, inspect and test plugins.
+    Plugin(plugin::PluginCommand),
     /// Create and inspect tables, their log, files and partition owners.
     Table(table::TableCommand),
 }
@@ -43,11 +46,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async {
-        match cli.command {
-            Command::Table(cmd) => cmd.run(cli.output).await,
-        }
-    });
+    let result = match cli.command {
+        Command::Plugin(cmd) => cmd.run(cli.output),
+        Command::Table(cmd) => runtime.block_on(cmd.run(cli.output)),
+    };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

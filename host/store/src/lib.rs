@@ -371,10 +371,22 @@ impl Store {
     }
 
     /// The full object path of `key`, relative to this store's root.
+    ///
+    /// Key segments are taken as given, so an already-escaped hive directory such as
+    /// `k=a%2Fb` is stored under that exact name (not escaped twice). A segment that is not a
+    /// valid object path segment (`.` or `..`, say) is percent-encoded instead.
     pub fn path(&self, key: &str) -> Path {
-        key.split('/')
-            .filter(|part| !part.is_empty())
-            .fold(self.root.clone(), |path, part| path.join(part))
+        let segments: Vec<&str> = key.split('/').filter(|part| !part.is_empty()).collect();
+        let joined = std::iter::once(self.root.as_ref())
+            .chain(segments.iter().copied())
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join("/");
+        Path::parse(&joined).unwrap_or_else(|_| {
+            segments
+                .iter()
+                .fold(self.root.clone(), |path, part| path.join(*part))
+        })
     }
 
     /// The key of `path` relative to this store's root, if it lies under it.
@@ -701,6 +713,21 @@ mod tests {
         child.put("x", Bytes::from_static(b"y")).await.unwrap();
         assert_eq!(a.get("sub/x").await.unwrap(), "y");
         assert_eq!(child.url_of("x"), "memory://shared-test/root/sub/x");
+    }
+
+    #[test]
+    fn keys_are_stored_as_given_not_escaped_twice() {
+        let store = Store::from_url("memory://paths/root").unwrap();
+        assert_eq!(
+            store.path("k=a%2Fb/x.parquet").as_ref(),
+            "root/k=a%2Fb/x.parquet"
+        );
+        assert_eq!(
+            store.key_of(&store.path("k=a%2Fb/x.parquet")).unwrap(),
+            "k=a%2Fb/x.parquet"
+        );
+        assert_eq!(store.path("/a//b/").as_ref(), "root/a/b");
+        assert_ne!(store.path("a/../b").as_ref(), "root/b", "no traversal");
     }
 
     #[test]

@@ -1,0 +1,350 @@
+//! One plugin instance: a store, its sandbox state, and the checked calls of the contract.
+//!
+//! An instance moves Fresh → Open → Finished. Any failure moves it to Failed for good: a trapped
+//! or limit-hit instance may hold corrupt state, so it is never called again.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use wasmtime::{Store, Trap};
+use weir_sdk::ipc::{BatchDecoder, BatchEncoder};
+
+use crate::bindings::Plugin as Bindings;
+use crate::bindings::exports::weir::plugin::transform as wit;
+use crate::error::{Call, ErrorKind, PluginError};
+use crate::runtime::PluginInner;
+use crate::sandbox::HostState;
+use crate::{Limits, Metadata};
+
+enum State {
+    Fresh,
+    Open {
+        input: BatchEncoder,
+        output: BatchDecoder,
+    },
+    Finished,
+    Failed,
+}
+
+/// A live instance of a plugin, serving one task. Not shared across threads at once.
+pub struct PluginInstance {
+    plugin: Arc<PluginInner>,
+    limits: Limits,
+    store: Store<HostState>,
+    bindings: Bindings,
+    state: State,
+    batches: u64,
+    cpu_used: Duration,
+}
+
+impl PluginInstance {
+    pub(crate) fn new(plugin: Arc<PluginInner>) -> Result<Self, PluginError> {
+        let limits = plugin.limits.clone();
+        Self::with_limits(plugin, limits)
+    }
+
+    pub(crate) fn with_limits(
+        plugin: Arc<PluginInner>,
+        mut limits: Limits,
+    ) -> Result<Self, PluginError> {
+        // The engine fixes the stack and the pooling slot size; an instance may only tighten.
+        limits.memory_bytes = limits.memory_bytes.min(plugin.limits.memory_bytes);
+        limits.stack_bytes = plugin.limits.stack_bytes;
+        let mut store = Store::new(&plugin.engine, HostState::new(&limits));
+        store.limiter(|state| &mut state.limiter);
+        store.epoch_deadline_trap();
+        store.set_epoch_deadline(ticks(limits.batch_cpu, plugin.epoch_tick));
+        let bindings = plugin.pre.instantiate(&mut store).map_err(|e| {
+            let message = format!("{e:#}");
+            let kind = if message.contains("concurrent") {
+                ErrorKind::Capacity(plugin.max_instances)
+            } else {
+                ErrorKind::InvalidComponent(format!("instantiation failed: {message}"))
+            };
+            PluginError::new(Some(plugin.id.clone()), Call::Load, kind)
+        })?;
+        Ok(Self {
+            plugin,
+            limits,
+            store,
+            bindings,
+            state: State::Fresh,
+            batches: 0,
+            cpu_used: Duration::ZERO,
+        })
+    }
+
+    /// The plugin's self-description.
+    pub fn metadata(&mut self) -> Result<Metadata, PluginError> {
+        let m = self.call(Call::Metadata, |store, b| {
+            b.weir_plugin_transform().call_metadata(store)
+        })?;
+        Ok(Metadata {
+            name: m.name,
+            version: m.version,
+            description: m.description,
+            config_schema: m.config_schema,
+            input_columns: m.input_columns,
+        })
+    }
+
+    /// The input columns the plugin reads under `config` (`None`: all).
+    pub fn input_columns(&mut self, config: &str) -> Result<Option<Vec<String>>, PluginError> {
+        let result = self.call(Call::InputColumns, |store, b| {
+            b.weir_plugin_transform().call_input_columns(store, config)
+        })?;
+        self.reported(Call::InputColumns, result)
+    }
+
+    /// Opens the transform; returns its declared output schema.
+    pub fn open(&mut self, config: &str, input: SchemaRef) -> Result<SchemaRef, PluginError> {
+        if !matches!(self.state, State::Fresh) {
+            return Err(self.protocol(Call::Open, "open called twice"));
+        }
+        let (encoder, schema_message) = BatchEncoder::new(input)
+            .map_err(|e| self.protocol(Call::Open, &format!("input schema not encodable: {e}")))?;
+        let result = self.call(Call::Open, |store, b| {
+            b.weir_plugin_transform()
+                .call_open(store, config, &schema_message)
+        })?;
+        let output_schema = self.reported(Call::Open, result)?;
+        let decoder = BatchDecoder::new(&output_schema).map_err(|e| {
+            self.fail(
+                Call::Open,
+                ErrorKind::InvalidOutput(format!(
+                    "declared output schema is not a valid IPC schema message: {e}"
+                )),
+            )
+        })?;
+        let schema = decoder.schema().clone();
+        self.state = State::Open {
+            input: encoder,
+            output: decoder,
+        };
+        Ok(schema)
+    }
+
+    /// Processes one batch (of the schema given to `open`).
+    pub fn process(&mut self, batch: &RecordBatch) -> Result<Vec<RecordBatch>, PluginError> {
+        let index = self.batches;
+        self.batches += 1;
+        let State::Open { input, .. } = &mut self.state else {
+            return Err(self.protocol(
+                Call::Process,
+                "process called on an instance that is not open",
+            ));
+        };
+        let payload = match input.encode(batch) {
+            Ok(payload) => payload,
+            Err(e) => {
+                return Err(self.protocol(Call::Process, &format!("input batch {index}: {e}")));
+            }
+        };
+        let result = self.call(Call::Process, |store, b| {
+            b.weir_plugin_transform().call_process(store, &payload)
+        });
+        self.outputs(Call::Process, result)
+            .map_err(|e| e.on_batch(index))
+    }
+
+    /// Finishes the transform, returning what it still held.
+    pub fn finish(&mut self) -> Result<Vec<RecordBatch>, PluginError> {
+        if !matches!(self.state, State::Open { .. }) {
+            return Err(self.protocol(
+                Call::Finish,
+                "finish called on an instance that is not open",
+            ));
+        }
+        let result = self.call(Call::Finish, |store, b| {
+            b.weir_plugin_transform().call_finish(store)
+        });
+        let batches = self.outputs(Call::Finish, result)?;
+        self.state = State::Finished;
+        Ok(batches)
+    }
+
+    /// What the plugin wrote to stderr so far (capped).
+    pub fn stderr(&self) -> String {
+        self.store.data().stderr.contents()
+    }
+
+    /// Time spent inside the plugin so far.
+    pub fn cpu_used(&self) -> Duration {
+        self.cpu_used
+    }
+
+    /// Checks and decodes what `process` or `finish` returned.
+    fn outputs(
+        &mut self,
+        call: Call,
+        result: Result<Result<Vec<Vec<u8>>, wit::Error>, PluginError>,
+    ) -> Result<Vec<RecordBatch>, PluginError> {
+        let payloads = self.reported(call, result?)?;
+        let bytes: u64 = payloads.iter().map(|p| p.len() as u64).sum();
+        if bytes > self.limits.max_output_bytes {
+            return Err(self.fail(
+                call,
+                ErrorKind::OutputLimit {
+                    what: "bytes",
+                    actual: bytes,
+                    limit_name: "limits.max_output_bytes",
+                    limit: self.limits.max_output_bytes,
+                },
+            ));
+        }
+        let State::Open { output, .. } = &mut self.state else {
+            unreachable!("outputs are only read from an open instance");
+        };
+        let mut batches = Vec::with_capacity(payloads.len());
+        let mut rows = 0u64;
+        let mut violation = None;
+        for (i, payload) in payloads.into_iter().enumerate() {
+            match output.decode(payload) {
+                Ok(batch) => {
+                    rows += batch.num_rows() as u64;
+                    batches.push(batch);
+                }
+                Err(e) => {
+                    violation = Some(ErrorKind::InvalidOutput(format!(
+                        "output batch {i} does not match the declared output schema or is malformed IPC: {e}"
+                    )));
+                    break;
+                }
+            }
+        }
+        if violation.is_none() && rows > self.limits.max_output_rows {
+            violation = Some(ErrorKind::OutputLimit {
+                what: "rows",
+                actual: rows,
+                limit_name: "limits.max_output_rows",
+                limit: self.limits.max_output_rows,
+            });
+        }
+        match violation {
+            Some(kind) => Err(self.fail(call, kind)),
+            None => Ok(batches),
+        }
+    }
+
+    /// Maps an error the plugin returned through the contract.
+    fn reported<T>(&mut self, call: Call, result: Result<T, wit::Error>) -> Result<T, PluginError> {
+        result.map_err(|e| {
+            let kind = match e {
+                wit::Error::InvalidConfig(message) => ErrorKind::InvalidConfig(message),
+                wit::Error::InvalidInput(e) => ErrorKind::InvalidInput {
+                    message: e.message,
+                    row: e.row,
+                    column: e.column,
+                },
+                wit::Error::Internal(message) => ErrorKind::Internal(message),
+            };
+            self.fail(call, kind)
+        })
+    }
+
+    /// Runs one call under the CPU deadline, classifying traps.
+    fn call<R>(
+        &mut self,
+        call: Call,
+        f: impl FnOnce(&mut Store<HostState>, &Bindings) -> wasmtime::Result<R>,
+    ) -> Result<R, PluginError> {
+        if matches!(self.state, State::Failed) {
+            return Err(self.protocol(call, "the instance was discarded after an earlier failure"));
+        }
+        let task_left = self.limits.task_cpu.saturating_sub(self.cpu_used);
+        let (limit, allowed) = if self.limits.batch_cpu <= task_left {
+            ("limits.batch_cpu (per batch)", self.limits.batch_cpu)
+        } else {
+            ("limits.task_cpu (per task)", self.limits.task_cpu)
+        };
+        self.store
+            .set_epoch_deadline(ticks(task_left.min(allowed), self.plugin.epoch_tick));
+        self.store.data_mut().limiter.refused = None;
+        let started = Instant::now();
+        let result = f(&mut self.store, &self.bindings);
+        self.cpu_used += started.elapsed();
+        result.map_err(|e| {
+            let kind = self.classify(e, limit, allowed);
+            self.fail(call, kind)
+        })
+    }
+
+    fn classify(
+        &mut self,
+        error: wasmtime::Error,
+        limit: &'static str,
+        allowed: Duration,
+    ) -> ErrorKind {
+        let limiter = &mut self.store.data_mut().limiter;
+        if let Some(requested) = limiter.refused.take() {
+            return ErrorKind::MemoryLimit {
+                requested,
+                limit: limiter.limit,
+            };
+        }
+        match error.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => ErrorKind::CpuLimit { limit, allowed },
+            Some(Trap::StackOverflow) => ErrorKind::StackOverflow {
+                limit: self.limits.stack_bytes,
+            },
+            Some(Trap::UnreachableCodeReached) => ErrorKind::Panic {
+                message: panic_message(&self.stderr()),
+            },
+            Some(Trap::MemoryOutOfBounds) => ErrorKind::Trap {
+                trap: "out-of-bounds memory access (also the sign of a guest shadow-stack overflow from deep recursion)".into(),
+            },
+            Some(trap) => ErrorKind::Trap {
+                trap: trap.to_string(),
+            },
+            None => ErrorKind::Trap {
+                trap: format!("{error:#}"),
+            },
+        }
+    }
+
+    /// Marks the instance failed and builds the error.
+    fn fail(&mut self, call: Call, kind: ErrorKind) -> PluginError {
+        self.state = State::Failed;
+        let stderr = self.stderr();
+        let mut error = PluginError::new(Some(self.plugin.id.clone()), call, kind);
+        error.stderr = (!stderr.is_empty()).then(|| tail(&stderr, 20));
+        error
+    }
+
+    fn protocol(&mut self, call: Call, message: &str) -> PluginError {
+        self.fail(call, ErrorKind::Protocol(message.to_string()))
+    }
+}
+
+impl PluginError {
+    fn on_batch(mut self, batch: u64) -> Self {
+        self.batch = Some(batch);
+        self
+    }
+}
+
+fn ticks(limit: Duration, tick: Duration) -> u64 {
+    (limit.as_nanos() / tick.as_nanos().max(1)).max(1) as u64 + 1
+}
+
+/// The panic message from a Rust guest's stderr, or a note that there was none.
+fn panic_message(stderr: &str) -> String {
+    let Some(at) = stderr.rfind("panicked at ") else {
+        return match stderr.lines().rev().find(|l| !l.trim().is_empty()) {
+            Some(line) => format!("aborted (wasm `unreachable`); last stderr line: {line}"),
+            None => "aborted (wasm `unreachable`) without a message".into(),
+        };
+    };
+    let rest = &stderr[at + "panicked at ".len()..];
+    let mut lines = rest.lines();
+    let location = lines.next().unwrap_or_default().trim_end_matches(':');
+    let message: Vec<&str> = lines.take_while(|l| !l.starts_with("note:")).collect();
+    format!("{} (at {location})", message.join("\n").trim())
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}

@@ -1,0 +1,232 @@
+//! Benchmark: the chain filter → mask → derive over generated rows in 64k-row batches, run as Wasm
+//! plugins on the host runtime and as the same transform code compiled natively into the host,
+//! side by side in one run. Prints rows/s for each, the Wasm/native ratio, and the mean time to
+//! instantiate a warm plugin instance.
+//!
+//! `cargo bench -p weir-tests --bench plugin_chain` (rows: `WEIR_BENCH_ROWS`, default 10 million).
+//! Targets: ratio ≥ 0.8 (aim 0.9); warm instantiation ≤ 50 µs; a cached load compiles nothing.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow_array::{
+    ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
+use weir_plugin_derive::Derive;
+use weir_plugin_filter::Filter;
+use weir_plugin_mask::Mask;
+use weir_runtime::{Runtime, RuntimeConfig};
+use weir_sdk::{Transform, parse_config};
+
+const BATCH_ROWS: usize = 65_536;
+const FILTER: &str = r#"{"predicates": [{"column": "is_bot", "op": "eq", "value": false}]}"#;
+const MASK: &str = r#"{"key": "bench-secret", "columns": {"user_id": {"method": "hash"}}}"#;
+const DERIVE: &str = r#"{"columns": [
+    {"name": "event_date", "date_of": "ts"},
+    {"name": "country_lc", "lower": "country"},
+    {"name": "cost_usd", "expr": {"op": "div", "left": "cost_micros", "right": 1000000}}
+]}"#;
+
+fn generate(rows: usize) -> Vec<RecordBatch> {
+    let countries = ["US", "DE", "FR", "GB", "JP", "BR", "IN", "CA"];
+    let mut state = 0x9e3779b97f4a7c15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    (0..rows)
+        .step_by(BATCH_ROWS)
+        .map(|start| {
+            let n = BATCH_ROWS.min(rows - start);
+            let ids = Int64Array::from_iter_values((start..start + n).map(|i| i as i64));
+            let users = StringArray::from_iter_values(
+                (0..n).map(|_| format!("user-{:08}", next() % 5_000_000)),
+            );
+            let bots = BooleanArray::from_iter((0..n).map(|_| Some(next() % 20 == 0)));
+            let ts = TimestampMicrosecondArray::from_iter_values(
+                (0..n).map(|_| 1_767_225_600_000_000 + (next() % (7 * 86_400_000_000)) as i64),
+            )
+            .with_timezone("UTC");
+            let country =
+                StringArray::from_iter_values((0..n).map(|_| countries[(next() % 8) as usize]));
+            let cost = Int64Array::from_iter_values((0..n).map(|_| (next() % 5_000_000) as i64));
+            RecordBatch::try_from_iter([
+                ("event_id", Arc::new(ids) as ArrayRef),
+                ("user_id", Arc::new(users) as ArrayRef),
+                ("is_bot", Arc::new(bots) as ArrayRef),
+                ("ts", Arc::new(ts) as ArrayRef),
+                ("country", Arc::new(country) as ArrayRef),
+                ("cost_micros", Arc::new(cost) as ArrayRef),
+            ])
+            .unwrap()
+        })
+        .collect()
+}
+
+/// Rows out and a checksum of the output, so both runs can be checked against each other.
+#[derive(Debug, PartialEq)]
+struct Outcome {
+    rows: usize,
+    checksum: u64,
+}
+
+fn checksum(batches: &[RecordBatch]) -> Outcome {
+    let mut sum = 0u64;
+    for batch in batches {
+        let masked = batch
+            .column_by_name("user_id")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap();
+        for value in masked.iter().flatten().step_by(97) {
+            sum = sum
+                .wrapping_mul(31)
+                .wrapping_add(value.bytes().map(u64::from).sum::<u64>());
+        }
+    }
+    Outcome {
+        rows: batches.iter().map(RecordBatch::num_rows).sum(),
+        checksum: sum,
+    }
+}
+
+fn run_native(input: &[RecordBatch]) -> (Duration, Outcome) {
+    let started = Instant::now();
+    let schema = input[0].schema();
+    let mut filter = Filter::open(parse_config::<Filter>(FILTER).unwrap(), schema).unwrap();
+    let mut mask = Mask::open(parse_config::<Mask>(MASK).unwrap(), filter.output_schema()).unwrap();
+    let mut derive = Derive::open(
+        parse_config::<Derive>(DERIVE).unwrap(),
+        mask.output_schema(),
+    )
+    .unwrap();
+    let mut out = Vec::with_capacity(input.len());
+    for batch in input {
+        for filtered in filter.process(batch.clone()).unwrap() {
+            for masked in mask.process(filtered).unwrap() {
+                out.extend(derive.process(masked).unwrap());
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    (elapsed, checksum(&out))
+}
+
+fn run_wasm(runtime: &Runtime, paths: [&str; 3], input: &[RecordBatch]) -> (Duration, Outcome) {
+    let plugins: Vec<_> = paths
+        .iter()
+        .map(|p| runtime.load_file(p.as_ref()).unwrap())
+        .collect();
+    let started = Instant::now();
+    let mut schema = input[0].schema();
+    let mut chain = Vec::new();
+    for (plugin, config) in plugins.iter().zip([FILTER, MASK, DERIVE]) {
+        let mut instance = plugin.instantiate().unwrap();
+        schema = instance.open(config, schema).unwrap();
+        chain.push(instance);
+    }
+    let mut out = Vec::with_capacity(input.len());
+    for batch in input {
+        let mut batches = vec![batch.clone()];
+        for instance in &mut chain {
+            batches = batches
+                .iter()
+                .flat_map(|b| instance.process(b).unwrap())
+                .collect();
+        }
+        out.extend(batches);
+    }
+    let elapsed = started.elapsed();
+    (elapsed, checksum(&out))
+}
+
+fn main() {
+    let rows: usize = std::env::var("WEIR_BENCH_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000_000);
+    println!("generating {rows} rows in {BATCH_ROWS}-row batches…");
+    let input = generate(rows);
+    let paths = [weir_tests::FILTER, weir_tests::MASK, weir_tests::DERIVE];
+
+    let cache = tempfile::tempdir().unwrap();
+    let config = || RuntimeConfig {
+        cache_dir: Some(cache.path().to_path_buf()),
+        ..RuntimeConfig::default()
+    };
+    let compiling = Runtime::new(config()).unwrap();
+    let started = Instant::now();
+    for path in paths {
+        compiling.load_file(path.as_ref()).unwrap();
+    }
+    let compile_time = started.elapsed();
+    let runtime = Runtime::new(config()).unwrap();
+    let started = Instant::now();
+    for path in paths {
+        runtime.load_file(path.as_ref()).unwrap();
+    }
+    let cached_time = started.elapsed();
+    let stats = runtime.stats();
+
+    // Warm up both, then alternate and keep each side's best round.
+    let warm = &input[..input.len().min(8)];
+    let (_, native_check) = run_native(warm);
+    let (_, wasm_check) = run_wasm(&runtime, paths, warm);
+    assert_eq!(native_check, wasm_check, "Wasm and native outputs differ");
+    let mut native = Duration::MAX;
+    let mut wasm = Duration::MAX;
+    for round in 0..3 {
+        let (n, native_outcome) = run_native(&input);
+        let (w, wasm_outcome) = run_wasm(&runtime, paths, &input);
+        assert_eq!(
+            native_outcome, wasm_outcome,
+            "Wasm and native outputs differ"
+        );
+        println!(
+            "round {round}: native {n:.2?}, wasm {w:.2?} ({} rows out)",
+            native_outcome.rows
+        );
+        native = native.min(n);
+        wasm = wasm.min(w);
+    }
+
+    let filter = runtime.load_file(weir_tests::FILTER.as_ref()).unwrap();
+    for _ in 0..100 {
+        drop(filter.instantiate().unwrap());
+    }
+    let n = 2_000;
+    let started = Instant::now();
+    for _ in 0..n {
+        drop(filter.instantiate().unwrap());
+    }
+    let instantiate = started.elapsed() / n;
+
+    let rate = |d: Duration| rows as f64 / d.as_secs_f64();
+    let ratio = native.as_secs_f64() / wasm.as_secs_f64();
+    println!();
+    println!("chain filter → mask → derive, {rows} rows:");
+    println!("  native: {:>12.0} rows/s", rate(native));
+    println!("  wasm:   {:>12.0} rows/s", rate(wasm));
+    println!(
+        "  wasm/native throughput ratio: {ratio:.3} (target ≥ 0.8, aim 0.9): {}",
+        verdict(ratio >= 0.8)
+    );
+    println!(
+        "warm instantiation: {:.1} µs mean over {n} (target ≤ 50 µs): {}",
+        instantiate.as_secs_f64() * 1e6,
+        verdict(instantiate <= Duration::from_micros(50))
+    );
+    println!(
+        "load: compile {compile_time:.2?} for 3 plugins; from cache {cached_time:.2?} with {} compilations, {} cache hits: {}",
+        stats.compiled,
+        stats.disk_cache_hits,
+        verdict(stats.compiled == 0)
+    );
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "NOT met" }
+}
