@@ -1,1 +1,229 @@
-fn main() {}
+//! Commit and snapshot-load benchmark, run side by side on one file:// store (`cargo bench -p
+//! weir-manifest --bench commit`). Prints the measured ratios and whether each target is met:
+//! - Weir commit of 10,000 files ≤ 3× a commit of 10 files;
+//! - a 10,000-file Weir commit ≥ 20× faster than a rename-based commit (Hadoop v1 style: tasks write
+//!   to `_temporary/`, the job commit copies + deletes each file to its final place);
+//! - snapshot load at 10,000 log versions ≤ 5× at 10 versions (with checkpoints).
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use weir_manifest::{AddFile, Mode, Table, TableSchema};
+use weir_store::Store;
+use weir_store::object_store::ObjectStoreExt;
+
+fn schema() -> TableSchema {
+    TableSchema::parse_spec("id:long,name:string,dt:string").expect("schema")
+}
+
+fn files(n: usize, tag: &str) -> Vec<AddFile> {
+    (0..n)
+        .map(|i| {
+            let dt = format!("p{}", i % 10);
+            AddFile {
+                path: format!("dt={dt}/part-{i:05}-{tag}.parquet"),
+                size: 1024,
+                partition_values: [("dt".to_string(), Some(dt))].into(),
+                num_records: Some(100),
+                ..Default::default()
+            }
+        })
+        .collect()
+}
+
+async fn create(url: &str, interval: u32) -> Table {
+    Table::create(Store::from_url(url).expect("store"))
+        .schema(schema())
+        .partition_by(["dt"])
+        .checkpoint_interval(interval)
+        .await
+        .expect("create")
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// Median latency of committing `n` files (one fresh table per repetition, after a warm-up commit).
+async fn weir_commit(root: &std::path::Path, n: usize, reps: usize) -> Duration {
+    let mut times = Vec::new();
+    for r in 0..reps {
+        let url = root
+            .join(format!("weir-{n}-{r}"))
+            .to_str()
+            .expect("utf8")
+            .to_string();
+        let table = create(&url, 1_000_000).await;
+        table
+            .commit()
+            .add_files(files(1, "warm"))
+            .await
+            .expect("warm-up");
+        let batch = files(n, "job");
+        let start = Instant::now();
+        table
+            .commit()
+            .job("job", 1)
+            .mode(Mode::Append)
+            .add_files(batch)
+            .await
+            .expect("commit");
+        times.push(start.elapsed());
+    }
+    median(times)
+}
+
+/// Median latency of a rename-based job commit of `n` task files of 1 KiB.
+async fn rename_commit(root: &std::path::Path, n: usize, reps: usize) -> Duration {
+    let payload = Bytes::from(vec![7u8; 1024]);
+    let mut times = Vec::new();
+    for r in 0..reps {
+        let url = root
+            .join(format!("rename-{n}-{r}"))
+            .to_str()
+            .expect("utf8")
+            .to_string();
+        let store = Store::from_url(&url).expect("store");
+        let batch = files(n, "job");
+        for f in &batch {
+            store
+                .put(&format!("_temporary/0/task/{}", f.path), payload.clone())
+                .await
+                .expect("put");
+        }
+        let os = store.object_store().clone();
+        let start = Instant::now();
+        for f in &batch {
+            let from = store.path(&format!("_temporary/0/task/{}", f.path));
+            let to = store.path(&f.path);
+            os.copy(&from, &to).await.expect("copy");
+            os.delete(&from).await.expect("delete");
+        }
+        store
+            .put("_SUCCESS", Bytes::new())
+            .await
+            .expect("success marker");
+        times.push(start.elapsed());
+    }
+    median(times)
+}
+
+/// Builds a table with `versions` commits, one file each; returns its URL.
+async fn table_with_versions(root: &std::path::Path, versions: usize, overwrite: bool) -> String {
+    let url = root
+        .join(format!("log-{versions}-{overwrite}"))
+        .to_str()
+        .expect("utf8")
+        .to_string();
+    let table = create(&url, 10).await;
+    for i in 0..versions - 1 {
+        let mut f = files(1, &format!("v{i}"));
+        let dt = format!("p{}", i % 10);
+        f[0].path = format!("dt={dt}/part-{i}.parquet");
+        f[0].partition_values = [("dt".to_string(), Some(dt))].into();
+        let mode = if overwrite {
+            Mode::OverwritePartitions
+        } else {
+            Mode::Append
+        };
+        table
+            .commit()
+            .mode(mode)
+            .add_files(f)
+            .await
+            .expect("commit");
+    }
+    url
+}
+
+async fn load_time(url: &str, reps: usize) -> (Duration, i64, usize) {
+    let mut times = Vec::new();
+    let mut last = (0, 0);
+    for _ in 0..reps {
+        let store = Store::from_url(url).expect("store");
+        let start = Instant::now();
+        let table = Table::open(store).await.expect("open");
+        times.push(start.elapsed());
+        last = (table.snapshot().version(), table.snapshot().file_count());
+    }
+    (median(times), last.0, last.1)
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "MET" } else { "NOT MET" }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    println!("weir-manifest benchmark on file:// ({})", root.display());
+
+    let c10 = weir_commit(root, 10, 15).await;
+    let c10k = weir_commit(root, 10_000, 5).await;
+    let r10 = rename_commit(root, 10, 5).await;
+    let r10k = rename_commit(root, 10_000, 3).await;
+    println!("\ncommit latency (median):");
+    println!(
+        "  weir   10 files: {:9.3} ms   10,000 files: {:9.3} ms",
+        ms(c10),
+        ms(c10k)
+    );
+    println!(
+        "  rename 10 files: {:9.3} ms   10,000 files: {:9.3} ms",
+        ms(r10),
+        ms(r10k)
+    );
+    let scale = c10k.as_secs_f64() / c10.as_secs_f64();
+    let speedup = r10k.as_secs_f64() / c10k.as_secs_f64();
+    println!(
+        "  weir 10k / weir 10        = {scale:8.2}x  (target <= 3x):  {}",
+        verdict(scale <= 3.0)
+    );
+    println!(
+        "  rename 10k / weir 10k     = {speedup:8.2}x  (target >= 20x): {}",
+        verdict(speedup >= 20.0)
+    );
+
+    println!("\nbuilding logs (10 and 10,000 versions, checkpoint every 10)...");
+    let small = table_with_versions(root, 10, false).await;
+    let large = table_with_versions(root, 10_000, false).await;
+    let large_const = table_with_versions(root, 10_000, true).await;
+    let (l10, v10, f10) = load_time(&small, 21).await;
+    let (l10k, v10k, f10k) = load_time(&large, 7).await;
+    let (lc, vc, fc) = load_time(&large_const, 7).await;
+    println!("snapshot load (median):");
+    println!(
+        "  {:>6} versions, {:>6} files: {:9.3} ms",
+        v10 + 1,
+        f10,
+        ms(l10)
+    );
+    println!(
+        "  {:>6} versions, {:>6} files: {:9.3} ms   (appends: table grows with the log)",
+        v10k + 1,
+        f10k,
+        ms(l10k)
+    );
+    println!(
+        "  {:>6} versions, {:>6} files: {:9.3} ms   (overwrites: 10 live files, tombstones kept)",
+        vc + 1,
+        fc,
+        ms(lc)
+    );
+    let grow = l10k.as_secs_f64() / l10.as_secs_f64();
+    let constant = lc.as_secs_f64() / l10.as_secs_f64();
+    println!(
+        "  load 10k / load 10 (appends)    = {grow:8.2}x  (target <= 5x): {}",
+        verdict(grow <= 5.0)
+    );
+    println!(
+        "  load 10k / load 10 (overwrites) = {constant:8.2}x  (target <= 5x): {}",
+        verdict(constant <= 5.0)
+    );
+}
