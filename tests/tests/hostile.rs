@@ -14,7 +14,7 @@ use weir_runtime::{ErrorKind, Limits, PluginError, Runtime, RuntimeConfig};
 fn limits() -> Limits {
     Limits {
         memory_bytes: 256 << 20,
-        batch_cpu: Duration::from_secs(2),
+        batch_cpu: Duration::from_secs(5),
         task_cpu: Duration::from_secs(20),
         stack_bytes: 512 << 10,
         max_output_rows: 1 << 20,
@@ -91,8 +91,8 @@ mod expectations {
         assert_eq!(run(path, "{}").unwrap(), vec![input()]);
     }
 
-    pub fn r#loop(path: &str) {
-        let error = expect_failure("guest-loop", path, "{}");
+    pub fn infinite_loop(path: &str) {
+        let error = expect_failure("guest-infinite-loop", path, "{}");
         assert!(
             matches!(error.kind, ErrorKind::CpuLimit { limit, allowed } if limit.contains("batch_cpu") && allowed == limits().batch_cpu),
             "{error}"

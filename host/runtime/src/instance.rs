@@ -101,7 +101,7 @@ impl PluginInstance {
     /// Opens the transform; returns its declared output schema.
     pub fn open(&mut self, config: &str, input: SchemaRef) -> Result<SchemaRef, PluginError> {
         if !matches!(self.state, State::Fresh) {
-            return Err(self.protocol(Call::Open, "open called twice"));
+            return Err(self.not_open(Call::Open));
         }
         let (encoder, schema_message) = BatchEncoder::new(input)
             .map_err(|e| self.protocol(Call::Open, &format!("input schema not encodable: {e}")))?;
@@ -131,10 +131,7 @@ impl PluginInstance {
         let index = self.batches;
         self.batches += 1;
         let State::Open { input, .. } = &mut self.state else {
-            return Err(self.protocol(
-                Call::Process,
-                "process called on an instance that is not open",
-            ));
+            return Err(self.not_open(Call::Process));
         };
         let payload = match input.encode(batch) {
             Ok(payload) => payload,
@@ -152,10 +149,7 @@ impl PluginInstance {
     /// Finishes the transform, returning what it still held.
     pub fn finish(&mut self) -> Result<Vec<RecordBatch>, PluginError> {
         if !matches!(self.state, State::Open { .. }) {
-            return Err(self.protocol(
-                Call::Finish,
-                "finish called on an instance that is not open",
-            ));
+            return Err(self.not_open(Call::Finish));
         }
         let result = self.call(Call::Finish, |store, b| {
             b.weir_plugin_transform().call_finish(store)
@@ -251,7 +245,7 @@ impl PluginInstance {
         f: impl FnOnce(&mut Store<HostState>, &Bindings) -> wasmtime::Result<R>,
     ) -> Result<R, PluginError> {
         if matches!(self.state, State::Failed) {
-            return Err(self.protocol(call, "the instance was discarded after an earlier failure"));
+            return Err(self.not_open(call));
         }
         let task_left = self.limits.task_cpu.saturating_sub(self.cpu_used);
         let (limit, allowed) = if self.limits.batch_cpu <= task_left {
@@ -311,6 +305,17 @@ impl PluginInstance {
         let mut error = PluginError::new(Some(self.plugin.id.clone()), call, kind);
         error.stderr = (!stderr.is_empty()).then(|| tail(&stderr, 20));
         error
+    }
+
+    /// The error for a call the instance's state does not allow.
+    fn not_open(&mut self, call: Call) -> PluginError {
+        let message = match (&self.state, call) {
+            (State::Failed, _) => "the instance was discarded after an earlier failure",
+            (_, Call::Open) => "open called twice",
+            (State::Finished, _) => "the instance has already finished",
+            _ => "called before open",
+        };
+        self.protocol(call, message)
     }
 
     fn protocol(&mut self, call: Call, message: &str) -> PluginError {
