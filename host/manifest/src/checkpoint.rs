@@ -186,19 +186,43 @@ pub(crate) fn decode(bytes: Bytes) -> Result<LogReplay, String> {
     for batch in reader {
         let batch = batch.map_err(|e| e.to_string())?;
         for action in batch_actions(&batch)? {
-            replay.apply(action);
+            match action {
+                // In a checkpoint a remove is only a tombstone; it never hides an add.
+                Action::Remove(remove) => {
+                    replay.tombstones.insert(remove.path.clone(), remove);
+                }
+                action => replay.apply(action),
+            }
         }
     }
     Ok(replay)
 }
 
-/// Converts checkpoint rows back to actions (only the columns Weir understands).
+/// Converts checkpoint rows back to actions (only the columns Weir understands). `add` and
+/// `remove` (the bulk of a checkpoint) are decoded straight from Arrow; anything else, or columns
+/// with unexpected types written by another engine, goes through arrow-json.
 fn batch_actions(batch: &RecordBatch) -> Result<Vec<Action>, String> {
-    let wanted: Vec<usize> = ["txn", "add", "remove", "metaData", "protocol"]
-        .iter()
-        .filter_map(|name| batch.schema().index_of(name).ok())
-        .collect();
-    let batch = batch.project(&wanted).map_err(|e| e.to_string())?;
+    let schema = batch.schema();
+    let mut out = Vec::with_capacity(batch.num_rows());
+    let mut rest = Vec::new();
+    for name in ["txn", "add", "remove", "metaData", "protocol"] {
+        let Ok(index) = schema.index_of(name) else {
+            continue;
+        };
+        let column = batch.column(index);
+        let fast = match name {
+            "add" => fast::adds(column, &mut out),
+            "remove" => fast::removes(column, &mut out),
+            _ => false,
+        };
+        if !fast {
+            rest.push(index);
+        }
+    }
+    if rest.is_empty() {
+        return Ok(out);
+    }
+    let batch = batch.project(&rest).map_err(|e| e.to_string())?;
     let mut json = Vec::new();
     {
         let mut writer = arrow_json::ArrayWriter::new(&mut json);
@@ -206,14 +230,205 @@ fn batch_actions(batch: &RecordBatch) -> Result<Vec<Action>, String> {
         writer.finish().map_err(|e| e.to_string())?;
     }
     if json.is_empty() {
-        return Ok(Vec::new());
+        return Ok(out);
     }
     let rows: Vec<serde_json::Value> = serde_json::from_slice(&json).map_err(|e| e.to_string())?;
-    let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         if let Some(action) = actions::parse_action(row)? {
             out.push(action);
         }
     }
     Ok(out)
+}
+
+mod fast {
+    use std::collections::BTreeMap;
+
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Int64Type;
+    use arrow_array::{Array, ArrayRef, MapArray, StructArray};
+
+    use crate::actions::{Action, Add, PartitionValues, Remove};
+
+    fn map_at(map: &MapArray, row: usize) -> Option<Option<PartitionValues>> {
+        if map.is_null(row) {
+            return Some(None);
+        }
+        let keys = map.keys().as_string_opt::<i32>()?;
+        let values = map.values().as_string_opt::<i32>()?;
+        let offsets = map.value_offsets();
+        let mut out = BTreeMap::new();
+        for i in offsets[row] as usize..offsets[row + 1] as usize {
+            let value = (!values.is_null(i)).then(|| values.value(i).to_string());
+            out.insert(keys.value(i).to_string(), value);
+        }
+        Some(Some(out))
+    }
+
+    fn parts(column: &ArrayRef) -> Option<&StructArray> {
+        column.as_struct_opt()
+    }
+
+    /// Decodes the `add` column; false (and nothing pushed) if its shape is unexpected.
+    pub fn adds(column: &ArrayRef, out: &mut Vec<Action>) -> bool {
+        decode_adds(column).map(|adds| out.extend(adds)).is_some()
+    }
+
+    fn decode_adds(column: &ArrayRef) -> Option<Vec<Action>> {
+        let s = parts(column)?;
+        let path = s.column_by_name("path")?.as_string_opt::<i32>()?;
+        let pv = s.column_by_name("partitionValues")?.as_map_opt()?;
+        let size = s.column_by_name("size")?.as_primitive_opt::<Int64Type>()?;
+        let mtime = s
+            .column_by_name("modificationTime")?
+            .as_primitive_opt::<Int64Type>()?;
+        let data_change = s.column_by_name("dataChange")?.as_boolean_opt()?;
+        let stats = match s.column_by_name("stats") {
+            Some(c) => Some(c.as_string_opt::<i32>()?),
+            None => None,
+        };
+        let tags = match s.column_by_name("tags") {
+            Some(c) => Some(c.as_map_opt()?),
+            None => None,
+        };
+        let mut out = Vec::new();
+        for row in 0..s.len() {
+            if s.is_null(row) {
+                continue;
+            }
+            if path.is_null(row)
+                || size.is_null(row)
+                || mtime.is_null(row)
+                || data_change.is_null(row)
+            {
+                return None;
+            }
+            out.push(Action::Add(Add {
+                path: path.value(row).to_string(),
+                partition_values: map_at(pv, row)?.unwrap_or_default(),
+                size: size.value(row),
+                modification_time: mtime.value(row),
+                data_change: data_change.value(row),
+                stats: stats.and_then(|c| (!c.is_null(row)).then(|| c.value(row).to_string())),
+                tags: match tags {
+                    Some(t) => map_at(t, row)?,
+                    None => None,
+                },
+            }));
+        }
+        Some(out)
+    }
+
+    /// Decodes the `remove` column; false (and nothing pushed) if its shape is unexpected.
+    pub fn removes(column: &ArrayRef, out: &mut Vec<Action>) -> bool {
+        decode_removes(column).map(|r| out.extend(r)).is_some()
+    }
+
+    fn decode_removes(column: &ArrayRef) -> Option<Vec<Action>> {
+        let s = parts(column)?;
+        let path = s.column_by_name("path")?.as_string_opt::<i32>()?;
+        let deleted = s
+            .column_by_name("deletionTimestamp")?
+            .as_primitive_opt::<Int64Type>()?;
+        let data_change = s.column_by_name("dataChange")?.as_boolean_opt()?;
+        let extended = s.column_by_name("extendedFileMetadata")?.as_boolean_opt()?;
+        let pv = s.column_by_name("partitionValues")?.as_map_opt()?;
+        let size = s.column_by_name("size")?.as_primitive_opt::<Int64Type>()?;
+        let mut out = Vec::new();
+        for row in 0..s.len() {
+            if s.is_null(row) {
+                continue;
+            }
+            if path.is_null(row) || data_change.is_null(row) {
+                return None;
+            }
+            out.push(Action::Remove(Remove {
+                path: path.value(row).to_string(),
+                deletion_timestamp: (!deleted.is_null(row)).then(|| deleted.value(row)),
+                data_change: data_change.value(row),
+                extended_file_metadata: (!extended.is_null(row)).then(|| extended.value(row)),
+                partition_values: map_at(pv, row)?,
+                size: (!size.is_null(row)).then(|| size.value(row)),
+            }));
+        }
+        Some(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actions::{Add, Remove};
+
+    #[test]
+    fn checkpoint_round_trips_through_the_fast_decoder() {
+        let mut replay = LogReplay::default();
+        replay.apply(Action::Protocol(Default::default()));
+        replay.apply(Action::MetaData(crate::actions::Metadata {
+            id: "t".into(),
+            name: None,
+            description: None,
+            format: Default::default(),
+            schema_string: crate::schema::TableSchema::parse_spec("id:long,dt:string")
+                .unwrap()
+                .to_schema_string(),
+            partition_columns: vec!["dt".into()],
+            configuration: Default::default(),
+            created_time: None,
+        }));
+        for i in 0..3 {
+            replay.apply(Action::Add(Add {
+                path: format!("dt=d{i}/f.parquet"),
+                partition_values: [(
+                    "dt".into(),
+                    if i == 0 { None } else { Some(format!("d{i}")) },
+                )]
+                .into(),
+                size: i,
+                modification_time: 5,
+                data_change: true,
+                stats: (i == 1).then(|| "{\"numRecords\":1}".to_string()),
+                tags: None,
+            }));
+        }
+        replay.apply(Action::Remove(Remove {
+            path: "dt=d2/f.parquet".into(),
+            deletion_timestamp: Some(9),
+            data_change: true,
+            extended_file_metadata: None,
+            partition_values: None,
+            size: Some(2),
+        }));
+        let snapshot = replay.into_snapshot(4, "memory://x").unwrap();
+        let bytes = encode(&snapshot).unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
+            .unwrap()
+            .build()
+            .unwrap();
+        for batch in reader {
+            let batch = batch.unwrap();
+            let mut out = Vec::new();
+            assert!(fast::adds(batch.column_by_name("add").unwrap(), &mut out));
+            assert!(fast::removes(
+                batch.column_by_name("remove").unwrap(),
+                &mut out
+            ));
+            assert_eq!(out.len(), 3);
+        }
+        let decoded = decode(bytes)
+            .unwrap()
+            .into_snapshot(4, "memory://x")
+            .unwrap();
+        let mut files: Vec<_> = decoded.files().cloned().collect();
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        let mut want: Vec<_> = snapshot.files().cloned().collect();
+        want.sort_by(|a, b| a.path.cmp(&b.path));
+        assert_eq!(files, want);
+        assert_eq!(
+            decoded.tombstones().cloned().collect::<Vec<_>>(),
+            snapshot.tombstones().cloned().collect::<Vec<_>>()
+        );
+        assert_eq!(decoded.metadata(), snapshot.metadata());
+        assert_eq!(decoded.protocol(), snapshot.protocol());
+    }
 }
