@@ -148,12 +148,11 @@ pub(crate) async fn write(store: &Store, snapshot: &Snapshot) -> Result<()> {
         Err(e) => return Err(e.into()),
     }
     // Never move `_last_checkpoint` backwards past a newer checkpoint another writer recorded.
-    if let Ok(existing) = store.get(LAST_CHECKPOINT).await {
-        if let Ok(last) = serde_json::from_slice::<LastCheckpoint>(&existing) {
-            if last.version >= snapshot.version() {
-                return Ok(());
-            }
-        }
+    if let Ok(existing) = store.get(LAST_CHECKPOINT).await
+        && let Ok(last) = serde_json::from_slice::<LastCheckpoint>(&existing)
+        && last.version >= snapshot.version()
+    {
+        return Ok(());
     }
     let last = LastCheckpoint {
         version: snapshot.version(),

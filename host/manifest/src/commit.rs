@@ -220,11 +220,11 @@ impl<'a> CommitBuilder<'a> {
                 self.check_conflict(&snapshot, version, &actions, &url)?;
             }
             checked_up_to = snapshot.version();
-            if let Some((job, run)) = &self.job {
-                if snapshot.app_version(job).is_some_and(|v| v >= *run) {
-                    tracing::info!(%url, job, run, "job run already committed; nothing to do");
-                    return Ok(self.outcome(snapshot.version(), txn_id, attempt, true, 0));
-                }
+            if let Some((job, run)) = &self.job
+                && snapshot.app_version(job).is_some_and(|v| v >= *run)
+            {
+                tracing::info!(%url, job, run, "job run already committed; nothing to do");
+                return Ok(self.outcome(snapshot.version(), txn_id, attempt, true, 0));
             }
             let (actions, removed) = self.build_actions(&snapshot, &txn_id).await?;
             let version = snapshot.version() + 1;
@@ -284,10 +284,10 @@ impl<'a> CommitBuilder<'a> {
                 tracing::warn!(version, error = %e, "checkpoint failed; the log is still complete");
             }
         }
-        if let Some((id, _)) = &self.txn {
-            if let Err(e) = store.delete(&crate::txn::txn_key(id)).await {
-                tracing::warn!(txn = id, error = %e, "cannot remove the in-flight transaction record");
-            }
+        if let Some((id, _)) = &self.txn
+            && let Err(e) = store.delete(&crate::txn::txn_key(id)).await
+        {
+            tracing::warn!(txn = id, error = %e, "cannot remove the in-flight transaction record");
         }
     }
 
@@ -378,12 +378,12 @@ impl<'a> CommitBuilder<'a> {
             validate_file(file, &columns)?;
         }
         let mut metadata = self.metadata.clone();
-        if let Some(write) = &self.write_schema {
-            if let Some(evolved) = snapshot.schema().check_write(write, self.evolve)? {
-                let mut m = metadata.unwrap_or_else(|| snapshot.metadata().clone());
-                m.schema_string = evolved.to_schema_string();
-                metadata = Some(m);
-            }
+        if let Some(write) = &self.write_schema
+            && let Some(evolved) = snapshot.schema().check_write(write, self.evolve)?
+        {
+            let mut m = metadata.unwrap_or_else(|| snapshot.metadata().clone());
+            m.schema_string = evolved.to_schema_string();
+            metadata = Some(m);
         }
         let touched = self.touched_partitions(&columns);
         for partition in &touched {
@@ -513,12 +513,12 @@ impl<'a> CommitBuilder<'a> {
                 epoch,
                 reason,
             };
-            if let Some(committed) = snapshot.committed_epoch(partition) {
-                if committed > epoch {
-                    return Err(stale(format!(
-                        "a commit at epoch {committed} already wrote it"
-                    )));
-                }
+            if let Some(committed) = snapshot.committed_epoch(partition)
+                && committed > epoch
+            {
+                return Err(stale(format!(
+                    "a commit at epoch {committed} already wrote it"
+                )));
             }
             match latest {
                 Some(l) if l.epoch > epoch => {

@@ -195,15 +195,16 @@ impl<'a> LeaseBuilder<'a> {
         for _ in 0..5 {
             let now = now_ms();
             let latest = latest_lease(store, &self.partition).await?;
-            if let Some(l) = &latest {
-                if l.is_live(now) && l.holder != holder {
-                    return Err(Error::LeaseHeld {
-                        partition: display_partition(&self.partition).to_string(),
-                        holder: l.holder.clone(),
-                        epoch: l.epoch,
-                        expires: l.expires(),
-                    });
-                }
+            if let Some(l) = &latest
+                && l.is_live(now)
+                && l.holder != holder
+            {
+                return Err(Error::LeaseHeld {
+                    partition: display_partition(&self.partition).to_string(),
+                    holder: l.holder.clone(),
+                    epoch: l.epoch,
+                    expires: l.expires(),
+                });
             }
             let lease = Lease {
                 partition: self.partition.clone(),

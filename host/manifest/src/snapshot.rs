@@ -322,10 +322,10 @@ pub(crate) async fn load(store: &Store) -> Result<Snapshot> {
 async fn start_point(store: &Store) -> Result<Option<i64>> {
     match store.get(LAST_CHECKPOINT).await {
         Ok(bytes) => {
-            if let Ok(last) = serde_json::from_slice::<LastCheckpoint>(&bytes) {
-                if store.head(&checkpoint_key(last.version)).await.is_ok() {
-                    return Ok(Some(last.version));
-                }
+            if let Ok(last) = serde_json::from_slice::<LastCheckpoint>(&bytes)
+                && store.head(&checkpoint_key(last.version)).await.is_ok()
+            {
+                return Ok(Some(last.version));
             }
             tracing::warn!(url = %store.url_of(LAST_CHECKPOINT), "unusable _last_checkpoint; listing the log");
         }
