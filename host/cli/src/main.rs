@@ -1,8 +1,12 @@
 //! `weir`: the command-line entry point. Each subcommand lives in its own module; this file only
 //! parses arguments, sets up logging and maps errors to exit codes.
 
+#[path = "gen.rs"]
+mod generate;
 mod output;
+mod pipeline;
 mod plugin;
+mod run;
 mod table;
 
 use std::process::ExitCode;
@@ -12,7 +16,11 @@ use clap::{Parser, Subcommand};
 use crate::output::OutputFormat;
 
 #[derive(Parser)]
-#[command(name = "weir", version, about = "Weir: sandboxed Wasm transforms over transactional Parquet tables")]
+#[command(
+    name = "weir",
+    version,
+    about = "Weir: sandboxed Wasm transforms over transactional Parquet tables"
+)]
 struct Cli {
     /// Output format for results.
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text, env = "WEIR_OUTPUT")]
@@ -28,6 +36,15 @@ enum Command {
     Plugin(plugin::PluginCommand),
     /// Create and inspect tables, their log, files and partition owners.
     Table(table::TableCommand),
+    /// Run a pipeline (PIPELINE.toml) locally: embedded coordinator, in-process workers.
+    ///
+    /// Exit codes: 0 ok, 1 other error, 2 config error, 3 bad data, 4 plugin failure,
+    /// 5 commit conflict, 6 ownership or lease refused. A failed run commits nothing.
+    Run(run::RunArgs),
+    /// Validate pipeline specs, or print their JSON Schema.
+    Pipeline(pipeline::PipelineCommand),
+    /// Generate example data sets.
+    Gen(generate::GenCommand),
 }
 
 fn main() -> ExitCode {
@@ -49,12 +66,18 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Plugin(cmd) => cmd.run(cli.output),
         Command::Table(cmd) => runtime.block_on(cmd.run(cli.output)),
+        Command::Run(args) => runtime.block_on(run::run(args, cli.output)),
+        Command::Pipeline(cmd) => runtime.block_on(cmd.run(cli.output)),
+        Command::Gen(cmd) => cmd.run(cli.output),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            match e.downcast_ref::<run::ExitError>() {
+                Some(exit) => ExitCode::from(exit.code),
+                None => ExitCode::FAILURE,
+            }
         }
     }
 }
