@@ -23,6 +23,9 @@ use weir_worker::{
 use crate::report::{InputReport, JobReport, JobStatus, OutputReport, StepReport};
 use crate::{JobError, quarantine};
 
+/// Called once planning is done.
+type PlanHook = Box<dyn FnOnce(&Plan) + Send + Sync>;
+
 type BoxFuture<'a, T> = Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
 /// A pipeline run. Configure with the builder methods, then `.await` it (or call
@@ -35,7 +38,7 @@ pub struct Job {
     progress: Arc<dyn Progress>,
     cache_dir: Option<PathBuf>,
     worker: Option<Arc<dyn Worker>>,
-    on_plan: Option<Box<dyn FnOnce(&Plan) + Send + Sync>>,
+    on_plan: Option<PlanHook>,
 }
 
 /// What planning found: enough to show what a run would do.
@@ -186,7 +189,7 @@ impl Job {
                     .map_err(|error| JobError::Plugin {
                         step: step.index,
                         label: step.label.clone(),
-                        error,
+                        error: Box::new(error),
                     })?;
                 if plugin.id().digest != step.digest {
                     return Err(JobError::Config(format!(
@@ -324,15 +327,17 @@ impl Job {
         }
         if let (Some(first), Some(plugin)) = (p.steps.first(), loaded.first()) {
             let (plugin, config) = (plugin.clone(), first.config.clone());
-            let wanted =
-                tokio::task::spawn_blocking(move || plugin.instantiate()?.input_columns(&config))
-                    .await
-                    .map_err(|e| JobError::Other(e.to_string()))?
-                    .map_err(|error| JobError::Plugin {
-                        step: 0,
-                        label: labels[0].clone(),
-                        error,
-                    })?;
+            let wanted = tokio::task::spawn_blocking(move || {
+                let mut instance = plugin.instantiate().map_err(Box::new)?;
+                instance.input_columns(&config).map_err(Box::new)
+            })
+            .await
+            .map_err(|e| JobError::Other(e.to_string()))?
+            .map_err(|error| JobError::Plugin {
+                step: 0,
+                label: labels[0].clone(),
+                error,
+            })?;
             if let Some(wanted) = wanted {
                 if let Some(missing) = wanted.iter().find(|c| !columns.contains(c)) {
                     return Err(JobError::Config(format!(
@@ -364,7 +369,7 @@ impl Job {
                     let fail = |error| JobError::Plugin {
                         step: i,
                         label: labels[i].clone(),
-                        error,
+                        error: Box::new(error),
                     };
                     let mut instance = plugin.instantiate().map_err(fail)?;
                     schema = instance.open(&step.config, schema).map_err(fail)?;
@@ -733,19 +738,19 @@ impl Job {
                 rejected.extend(r.rejected);
             }
         }
-        if let Some(dl) = &spec.dead_letter {
-            if rejected.len() as u64 > dl.max_rows {
-                return Err(JobError::Task {
-                    task: 0,
-                    attempts: 1,
-                    error: TaskError::TooManyRejected {
-                        limit: dl.max_rows,
-                        step: rejected[0].step,
-                        label: rejected[0].step_label.clone(),
-                        error: rejected[0].error.clone(),
-                    },
-                });
-            }
+        if let Some(dl) = &spec.dead_letter
+            && rejected.len() as u64 > dl.max_rows
+        {
+            return Err(JobError::Task {
+                task: 0,
+                attempts: 1,
+                error: Box::new(TaskError::TooManyRejected {
+                    limit: dl.max_rows,
+                    step: rejected[0].step,
+                    label: rejected[0].step_label.clone(),
+                    error: rejected[0].error.clone(),
+                }),
+            });
         }
         debug_assert_eq!(
             report.output.files as usize,
@@ -820,14 +825,10 @@ impl Job {
         let spec = &p.spec;
         let job = spec.name.as_str();
         report.quarantined_rows = rejected.len() as u64;
-        if !rejected.is_empty() {
-            let Some(url) = &p.dead_letter_url else {
-                return Err(JobError::Other(
-                    "rows were rejected but no dead_letter table is configured".into(),
-                ));
-            };
-            report.quarantine_version =
-                Some(commit_quarantine(url, run, txn_id, job, &rejected).await?);
+        if !rejected.is_empty() && p.dead_letter_url.is_none() {
+            return Err(JobError::Other(
+                "rows were rejected but no dead_letter table is configured".into(),
+            ));
         }
         if written.is_empty() && prepared.scan_tasks.is_empty() {
             report.status = JobStatus::NoInput;
@@ -887,6 +888,30 @@ impl Job {
                         release(&table, &leases).await;
                         return Err(manifest(format!("leasing partition {partition}"))(e));
                     }
+                }
+            }
+        }
+        if mode == Mode::Append || columns.is_empty() {
+            // Appends (and unpartitioned overwrites) take no leases; refuse a partition owned by someone else before
+            // anything is committed (the commit checks again).
+            let snapshot = table.snapshot();
+            for partition in &partitions {
+                if let Err(e) = snapshot
+                    .ownership()
+                    .check(partition, spec.sink.owner.as_deref())
+                {
+                    return Err(manifest(format!("writing partition {partition}"))(e));
+                }
+            }
+        }
+        // Quarantined rows go in just before the sink commit, once ownership and leases are
+        // settled, with the same job/run txn (a retried run does not quarantine them twice).
+        if let (false, Some(url)) = (rejected.is_empty(), &p.dead_letter_url) {
+            match commit_quarantine(url, run, txn_id, job, &rejected).await {
+                Ok(version) => report.quarantine_version = Some(version),
+                Err(e) => {
+                    release(&table, &leases).await;
+                    return Err(e);
                 }
             }
         }
@@ -961,7 +986,7 @@ async fn run_with_retries(
                     Err(JobError::Task {
                         task: task.task,
                         attempts: attempt + 1,
-                        error,
+                        error: Box::new(error),
                     }),
                 );
             }

@@ -18,9 +18,10 @@
 //!
 //! Guarantees: a job that fails at any point commits nothing to the sink and deletes every file
 //! it wrote (tasks delete their own on failure; the coordinator deletes the rest). Rows rejected
-//! into a dead-letter table are committed there (with the same job/run `txn`) just before the
-//! sink commit; if the sink commit then fails, re-running with the same `--run-id` completes
-//! the run without quarantining the rows twice.
+//! into a dead-letter table are committed there (with the same job/run `txn`) after ownership is
+//! checked and leases are taken, just before the sink commit; if the sink commit then fails (a
+//! conflict), re-running with the same run id completes the run without quarantining the rows
+//! twice.
 
 mod job;
 mod quarantine;
@@ -81,7 +82,7 @@ pub enum JobError {
         step: usize,
         label: String,
         #[source]
-        error: PluginError,
+        error: Box<PluginError>,
     },
     /// Reading the source failed while planning.
     #[error("reading the source: {0}")]
@@ -92,7 +93,7 @@ pub enum JobError {
         task: u64,
         attempts: u32,
         #[source]
-        error: TaskError,
+        error: Box<TaskError>,
     },
     /// The manifest refused or failed the commit (or the table could not be opened/created).
     #[error("{context}: {error}")]
@@ -113,7 +114,7 @@ impl JobError {
             JobError::Spec(_) | JobError::Config(_) => FailureKind::Config,
             JobError::Plugin { error, .. } => plugin_kind(error, true),
             JobError::Source(e) => lake_kind(e),
-            JobError::Task { error, .. } => match error {
+            JobError::Task { error, .. } => match error.as_ref() {
                 TaskError::Plugin { error, .. } => plugin_kind(error, false),
                 TaskError::Lake(e) => lake_kind(e),
                 TaskError::SchemaDrift { .. } | TaskError::TooManyRejected { .. } => {

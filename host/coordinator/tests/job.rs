@@ -28,6 +28,9 @@ fn python() -> PathBuf {
 
 /// Runs a Python snippet with `argv[1..]`; returns stdout. Needs scripts/python-env.sh.
 fn py(script: &str, args: &[&Path]) -> String {
+    // Skip interpreter teardown: deltalake/pyarrow builds sometimes abort in C++ at exit
+    // ("terminate called without an active exception") after the result is printed.
+    let script = format!("{script}\nimport os, sys\nsys.stdout.flush(); os._exit(0)\n");
     let out = Command::new(python())
         .arg("-c")
         .arg(script)
@@ -184,6 +187,11 @@ parallelism = 2
     text
 }
 
+/// A job with a compiled-code cache shared by the tests (compiling five plugins per test is slow).
+fn job(pipeline: Pipeline) -> Job {
+    Job::new(pipeline).cache_dir(Path::new(env!("CARGO_TARGET_TMPDIR")).join("weir-code-cache"))
+}
+
 fn pipeline(dir: &Path, text: &str) -> Pipeline {
     let spec = weir_pipeline::parse(text, "test.toml").unwrap();
     Pipeline::from_spec(spec, "test.toml", dir, &[]).unwrap()
@@ -225,7 +233,7 @@ select
   (select count(distinct event_id) from kept where cost_micros <= 9223372036854775),
   (select count(*) from kept where cost_micros > 9223372036854775)
 """
-print(*duckdb.sql(q).fetchone())
+print(*duckdb.sql(q).fetchall()[0])
 "#,
         &[raw],
     );
@@ -243,7 +251,7 @@ async fn clean_pipeline_matches_an_independent_computation() {
         "the data must exercise dead letters and dedupe"
     );
 
-    let report = Job::new(pipeline(dir.path(), &clean_spec(true, "event_date", "")))
+    let report = job(pipeline(dir.path(), &clean_spec(true, "event_date", "")))
         .run_id(1)
         .await
         .unwrap();
@@ -301,7 +309,7 @@ for r in t:
     assert!(stray.is_empty(), "{stray:?}");
 
     // Re-running the same run id is a no-op.
-    let again = Job::new(pipeline(dir.path(), &clean_spec(true, "event_date", "")))
+    let again = job(pipeline(dir.path(), &clean_spec(true, "event_date", "")))
         .run_id(1)
         .await
         .unwrap();
@@ -313,7 +321,7 @@ async fn rejected_row_without_dead_letter_fails_naming_plugin_and_row_and_commit
     let dir = tempfile::tempdir().unwrap();
     write_inputs(&dir.path().join("raw"), None);
     // A first, clean run creates the table.
-    let first = Job::new(pipeline(dir.path(), &clean_spec(false, "event_date", "")))
+    let first = job(pipeline(dir.path(), &clean_spec(false, "event_date", "")))
         .run_id(1)
         .await
         .unwrap();
@@ -322,7 +330,7 @@ async fn rejected_row_without_dead_letter_fails_naming_plugin_and_row_and_commit
 
     // Corrupt one file of six: its task fails; the others' files must go too.
     write_input(&dir.path().join("raw"), 2, 1, &events(2, 1, 1500, true));
-    let err = Job::new(pipeline(dir.path(), &clean_spec(false, "event_date", "")))
+    let err = job(pipeline(dir.path(), &clean_spec(false, "event_date", "")))
         .run_id(2)
         .await
         .unwrap_err();
@@ -359,7 +367,7 @@ async fn rejected_row_without_dead_letter_fails_naming_plugin_and_row_and_commit
 async fn failed_first_run_creates_no_table() {
     let dir = tempfile::tempdir().unwrap();
     write_inputs(&dir.path().join("raw"), Some(0));
-    let err = Job::new(pipeline(dir.path(), &clean_spec(false, "event_date", "")))
+    let err = job(pipeline(dir.path(), &clean_spec(false, "event_date", "")))
         .await
         .unwrap_err();
     assert_eq!(err.kind(), FailureKind::BadData, "{err}");
@@ -382,7 +390,7 @@ async fn plugin_crash_is_a_plugin_failure() {
         .unwrap()
         .1;
     let extra = format!("[[steps]]\nname = \"boom\"\nplugin = \"{panic}\"\n");
-    let err = Job::new(pipeline(
+    let err = job(pipeline(
         dir.path(),
         &clean_spec(false, "event_date", &extra),
     ))
@@ -398,7 +406,7 @@ async fn plugin_crash_is_a_plugin_failure() {
 async fn missing_partition_column_and_bad_config_fail_before_reading() {
     let dir = tempfile::tempdir().unwrap();
     write_inputs(&dir.path().join("raw"), None);
-    let err = Job::new(pipeline(dir.path(), &clean_spec(false, "day", "")))
+    let err = job(pipeline(dir.path(), &clean_spec(false, "day", "")))
         .plan()
         .await
         .unwrap_err();
@@ -413,10 +421,7 @@ async fn missing_partition_column_and_bad_config_fail_before_reading() {
 
     let bad =
         clean_spec(false, "event_date", "").replace("keys = [\"event_id\"]", "keys = [\"nope\"]");
-    let err = Job::new(pipeline(dir.path(), &bad))
-        .plan()
-        .await
-        .unwrap_err();
+    let err = job(pipeline(dir.path(), &bad)).plan().await.unwrap_err();
     assert_eq!(err.kind(), FailureKind::Config);
     assert!(err.to_string().contains("dedupe"), "{err}");
     assert!(err.to_string().contains("nope"), "{err}");
@@ -443,7 +448,7 @@ url = "totals"
 "#,
         rollup = weir_tests::ROLLUP
     );
-    let report = Job::new(pipeline(dir.path(), &text)).await.unwrap();
+    let report = job(pipeline(dir.path(), &text)).await.unwrap();
     // One row per day even though each day has two files (two scan tasks).
     assert_eq!(report.output.rows, 3, "{report:#?}");
     let out = py(

@@ -209,10 +209,10 @@ impl Pipeline {
         {
             return Err(invalid("sink.owner", "must not be empty".into()));
         }
-        if let Some(dl) = &spec.dead_letter {
-            if dl.url.trim().is_empty() {
-                return Err(invalid("dead_letter.url", "must not be empty".into()));
-            }
+        if let Some(dl) = &spec.dead_letter
+            && dl.url.trim().is_empty()
+        {
+            return Err(invalid("dead_letter.url", "must not be empty".into()));
         }
         let limits = &spec.limits;
         if limits.memory.is_some_and(|m| m.0 < (1 << 20)) {
@@ -341,16 +341,16 @@ fn resolve_step(
             )
         })?;
         let digest = sha256_hex(&bytes);
-        if let Some(pinned) = &pinned {
-            if *pinned != digest {
-                return Err((
-                    "digest",
-                    format!(
-                        "plugin {} has digest sha256:{digest}, but the spec pins sha256:{pinned}",
-                        path.display()
-                    ),
-                ));
-            }
+        if let Some(pinned) = &pinned
+            && *pinned != digest
+        {
+            return Err((
+                "digest",
+                format!(
+                    "plugin {} has digest sha256:{digest}, but the spec pins sha256:{pinned}",
+                    path.display()
+                ),
+            ));
         }
         (path, digest)
     };

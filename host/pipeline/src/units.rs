@@ -39,7 +39,7 @@ impl ByteSize {
         let value: f64 = number
             .parse()
             .map_err(|_| format!("size {text:?} is not a number with a unit, e.g. \"128MiB\""))?;
-        if !(value >= 0.0) || !value.is_finite() {
+        if !value.is_finite() || value < 0.0 {
             return Err(format!("size {text:?} must be a non-negative number"));
         }
         Ok(ByteSize((value * multiplier as f64).round() as u64))
@@ -52,7 +52,7 @@ impl Duration {
         let value: f64 = number.parse().map_err(|_| {
             format!("duration {text:?} is not a number with a unit, e.g. \"10s\" or \"500ms\"")
         })?;
-        if !(value >= 0.0) || !value.is_finite() {
+        if !value.is_finite() || value < 0.0 {
             return Err(format!("duration {text:?} must be a non-negative number"));
         }
         let seconds = match unit {

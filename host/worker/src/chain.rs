@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use arrow_array::{BooleanArray, RecordBatch};
-use arrow_schema::SchemaRef;
+use arrow_array::{Array, BooleanArray, RecordBatch, make_array};
+use arrow_schema::{DataType, Schema, SchemaRef};
 use tokio::sync::mpsc;
 use weir_runtime::{ErrorKind, Plugin, PluginError, PluginInstance};
 
@@ -33,7 +33,7 @@ pub(crate) enum PassEnd {
     Rejected {
         key: (usize, u64),
         original_row: usize,
-        row: RejectedRow,
+        row: Box<RejectedRow>,
     },
 }
 
@@ -50,9 +50,9 @@ enum Stop {
     Rejected {
         key: (usize, u64),
         original_row: usize,
-        row: RejectedRow,
+        row: Box<RejectedRow>,
     },
-    Fail(TaskError),
+    Fail(Box<TaskError>),
 }
 
 pub(crate) struct Chain {
@@ -81,7 +81,7 @@ impl Chain {
                 label: spec.label.clone(),
                 source_file: None,
                 row: None,
-                error,
+                error: Box::new(error),
             };
             let mut instance = plugin.instantiate().map_err(fail)?;
             schema = instance.open(&spec.config, schema).map_err(fail)?;
@@ -165,7 +165,7 @@ impl Chain {
                 original_row,
                 row,
             }),
-            Stop::Fail(e) => Err(e),
+            Stop::Fail(e) => Err(*e),
         }
     }
 
@@ -182,7 +182,7 @@ impl Chain {
         let n = self.steps[i].stats.batches_in;
         self.steps[i].stats.batches_in += 1;
         let (fed, kept) = match self.skips.get(&(i, n)) {
-            Some(drop) => without_rows(&batch, drop).map_err(Stop::Fail)?,
+            Some(drop) => without_rows(&batch, drop).map_err(|e| Stop::Fail(Box::new(e)))?,
             None => (batch, None),
         };
         let step = &mut self.steps[i];
@@ -214,7 +214,7 @@ impl Chain {
                 return Err(Stop::Rejected {
                     key: (i, n),
                     original_row,
-                    row: RejectedRow {
+                    row: Box::new(RejectedRow {
                         step: step.spec.index,
                         step_label: step.spec.label.clone(),
                         plugin: step.plugin.clone(),
@@ -224,7 +224,7 @@ impl Chain {
                         batch: n,
                         row: r as u64,
                         record: record.unwrap_or_default(),
-                    },
+                    }),
                 });
             }
         };
@@ -244,13 +244,13 @@ impl Chain {
 
     fn failure(&self, i: usize, error: PluginError, row: Option<String>) -> Stop {
         let step = &self.steps[i];
-        Stop::Fail(TaskError::Plugin {
+        Stop::Fail(Box::new(TaskError::Plugin {
             step: step.spec.index,
             label: step.spec.label.clone(),
             source_file: self.source.as_deref().map(str::to_string),
             row,
-            error,
-        })
+            error: Box::new(error),
+        }))
     }
 }
 
@@ -272,7 +272,7 @@ fn without_rows(
 
 /// Row `row` of `batch` as a JSON object (best effort).
 pub(crate) fn row_json(batch: &RecordBatch, row: usize) -> String {
-    let slice = batch.slice(row, 1);
+    let slice = utc_offsets(&batch.slice(row, 1));
     let mut writer = arrow::json::LineDelimitedWriter::new(Vec::new());
     let written = writer.write(&slice).and_then(|()| writer.finish());
     match written {
@@ -281,4 +281,34 @@ pub(crate) fn row_json(batch: &RecordBatch, row: usize) -> String {
             .to_string(),
         Err(e) => format!("{{\"_unprintable\": {:?}}}", e.to_string()),
     }
+}
+
+/// The JSON writer understands only offset time zones (`+00:00`), not names like `UTC`:
+/// relabel zoned timestamps as `+00:00` (the stored instants are UTC either way).
+fn utc_offsets(batch: &RecordBatch) -> RecordBatch {
+    let mut fields = Vec::with_capacity(batch.num_columns());
+    let mut columns = Vec::with_capacity(batch.num_columns());
+    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+        match field.data_type() {
+            DataType::Timestamp(unit, Some(_)) => {
+                let data_type = DataType::Timestamp(*unit, Some("+00:00".into()));
+                let data = column.to_data().into_builder().data_type(data_type.clone());
+                match data.build() {
+                    Ok(data) => {
+                        fields.push(field.as_ref().clone().with_data_type(data_type));
+                        columns.push(make_array(data));
+                    }
+                    Err(_) => {
+                        fields.push(field.as_ref().clone());
+                        columns.push(column.clone());
+                    }
+                }
+            }
+            _ => {
+                fields.push(field.as_ref().clone());
+                columns.push(column.clone());
+            }
+        }
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap_or_else(|_| batch.clone())
 }

@@ -202,7 +202,7 @@ pub enum TaskError {
         /// The rejected row as JSON, for invalid-input errors that name a row.
         row: Option<String>,
         #[source]
-        error: PluginError,
+        error: Box<PluginError>,
     },
     /// Reading the input or writing the output failed.
     #[error(transparent)]

@@ -1,6 +1,6 @@
 //! [`InProcessWorker`]: runs tasks on this process's Tokio runtime and blocking threads.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -117,11 +117,8 @@ async fn run_task(
                     task: spec.task,
                     step: row.step,
                 });
-                skips
-                    .entry(key)
-                    .or_insert_with(BTreeSet::new)
-                    .insert(original_row);
-                rejected.push(row);
+                skips.entry(key).or_default().insert(original_row);
+                rejected.push(*row);
                 pass += 1;
             }
         }
@@ -137,7 +134,7 @@ enum Pass {
     Rejected {
         key: (usize, u64),
         original_row: usize,
-        row: crate::RejectedRow,
+        row: Box<crate::RejectedRow>,
     },
 }
 
