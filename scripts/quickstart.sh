@@ -5,6 +5,7 @@
 #
 #   scripts/quickstart.sh                    # 1M rows, 7 days
 #   ROWS=200000 DAYS=3 scripts/quickstart.sh # smaller
+#   WEIR_BIN=path/to/weir scripts/quickstart.sh  # use an already built binary
 #
 # Safe to re-run: the data is regenerated identically (fixed seed) and both pipelines overwrite
 # the partitions they write.
@@ -20,9 +21,13 @@ step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 step "Setting up (Rust wasm32-wasip2 target, Python env for the independent reader)"
 scripts/setup.sh
 
-step "Building the weir CLI (release)"
-cargo build --release -p weir-cli
-weir="${CARGO_TARGET_DIR:-$repo/target}/release/weir"
+if [[ -n "${WEIR_BIN:-}" ]]; then
+    weir="$WEIR_BIN" # a weir binary built elsewhere
+else
+    step "Building the weir CLI (release)"
+    cargo build --release -p weir-cli
+    weir="${CARGO_TARGET_DIR:-$repo/target}/release/weir"
+fi
 
 step "Building the example plugins (Wasm components)"
 scripts/build-plugins.sh
@@ -47,6 +52,6 @@ step "The daily rollup table"
 "$weir" table show "$data/daily_advertiser"
 
 step "Reading the tables independently with Python deltalake"
-"$repo/.venv/bin/python" examples/clickstream/inspect.py "$data"
+"$repo/.venv/bin/python" examples/clickstream/show_tables.py "$data"
 
 printf '\nDone. Try: %s table files %s/clean\n' "$weir" "$data"

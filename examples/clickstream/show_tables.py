@@ -1,7 +1,7 @@
 """Reads the example's tables with the `deltalake` package (an independent Delta reader) and
 prints a few facts: row counts, partitions, the hottest advertisers and the quarantined rows.
 
-    .venv/bin/python examples/clickstream/inspect.py examples/data/clickstream
+    .venv/bin/python examples/clickstream/show_tables.py examples/data/clickstream
 """
 import os
 import sys
