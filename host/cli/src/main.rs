@@ -48,6 +48,13 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Stop quietly when the reader of stdout goes away (`weir table log | head`), as other Unix
+    // tools do, instead of panicking inside println!.
+    #[cfg(unix)]
+    // SAFETY: called first thing in main, before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
