@@ -1,7 +1,8 @@
 //! The hostile-plugin suite: real components that misbehave, each contained with a clear error
 //! naming the plugin and the limit or rule, after which the same runtime still runs a
 //! well-behaved plugin. Every guest under `tests/guests/` must have an expectation here: the
-//! `foreach_hostile!` macro makes a missing one a compile error.
+//! `foreach_guest!` macro makes a missing one a compile error.
+#![allow(clippy::result_large_err)] // PluginError is large by design; see weir-runtime.
 
 use std::net::TcpListener;
 use std::sync::{Arc, LazyLock};

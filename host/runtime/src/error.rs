@@ -145,10 +145,11 @@ impl fmt::Display for PluginError {
             write!(f, " on batch {batch}")?;
         }
         write!(f, ": {}", self.kind)?;
-        if let Some(stderr) = self.stderr.as_deref().filter(|s| !s.trim().is_empty()) {
-            if !matches!(self.kind, ErrorKind::Panic { .. }) {
-                write!(f, "\nplugin stderr (last lines):\n{}", stderr.trim_end())?;
-            }
+        let stderr = self.stderr.as_deref().filter(|s| !s.trim().is_empty());
+        if let Some(stderr) = stderr
+            && !matches!(self.kind, ErrorKind::Panic { .. })
+        {
+            write!(f, "\nplugin stderr (last lines):\n{}", stderr.trim_end())?;
         }
         Ok(())
     }
@@ -161,7 +162,7 @@ impl std::error::Error for PluginError {
 }
 
 fn humanize(d: &Duration) -> String {
-    if d.as_millis() % 1000 == 0 {
+    if d.as_millis().is_multiple_of(1000) {
         format!("{}s", d.as_secs())
     } else {
         format!("{}ms", d.as_millis())

@@ -18,6 +18,8 @@ use crate::runtime::PluginInner;
 use crate::sandbox::HostState;
 use crate::{Limits, Metadata};
 
+// One per instance, so the size difference between the variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 enum State {
     Fresh,
     Open {

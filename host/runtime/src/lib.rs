@@ -22,6 +22,10 @@
 //! Calls into plugins are synchronous and may block for up to the CPU limit: run them on a
 //! blocking thread (`tokio::task::spawn_blocking`), never on an async executor's worker.
 
+// `PluginError` carries the plugin's identity and the tail of its stderr so that every failure
+// explains itself; it is built only when a task fails, never on the per-batch path.
+#![allow(clippy::result_large_err)]
+
 mod cache;
 mod error;
 mod instance;
