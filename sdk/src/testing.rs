@@ -73,3 +73,42 @@ pub fn run<T: Transform>(config: &str, batches: &[RecordBatch]) -> Result<Vec<Re
     out.extend(harness.finish()?);
     Ok(out)
 }
+
+/// Opens `T` with `config` and asserts it fails with [`Error::InvalidConfig`] whose message
+/// mentions every one of `needles` (the field, column or value at fault).
+///
+/// # Panics
+/// When the config is accepted, fails otherwise, or the message lacks a needle.
+pub fn assert_config_error<T: Transform>(config: &str, schema: SchemaRef, needles: &[&str]) {
+    let message = match Harness::<T>::open(config, schema) {
+        Err(Error::InvalidConfig(message)) => message,
+        Err(other) => panic!("{config}: expected a config error, got {other:?}"),
+        Ok(_) => panic!("{config} was accepted"),
+    };
+    for needle in needles {
+        assert!(
+            message.contains(needle),
+            "{config}: {message} should mention {needle}"
+        );
+    }
+}
+
+/// A small deterministic generator (SplitMix64) for randomized tests: the same seed gives the
+/// same data on every machine.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+}

@@ -4,8 +4,9 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, AsArray, DictionaryArray, Float64Array, Int64Array, StringArray};
 use arrow::datatypes::{Int8Type, Int64Type};
 use weir_plugin_dedupe::Dedupe;
+use weir_sdk::RecordBatch;
+use weir_sdk::testing::Rng;
 use weir_sdk::testing::{Harness, run};
-use weir_sdk::{Error, RecordBatch};
 
 fn batch(ids: Vec<Option<i64>>, tags: Vec<Option<&str>>, seq: std::ops::Range<i64>) -> RecordBatch {
     RecordBatch::try_from_iter_with_nullable([
@@ -138,32 +139,7 @@ fn config_errors_name_the_key() {
         (r#"{"keys": "tag"}"#, &["sequence"]),
     ];
     for (config, needles) in cases {
-        let message = match Harness::<Dedupe>::open(config, schema.clone()) {
-            Err(Error::InvalidConfig(m)) => m,
-            Err(other) => panic!("{config}: expected a config error, got {other:?}"),
-            Ok(_) => panic!("{config} was accepted"),
-        };
-        for needle in *needles {
-            assert!(
-                message.contains(needle),
-                "{config}: {message} should mention {needle}"
-            );
-        }
-    }
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+        weir_sdk::testing::assert_config_error::<Dedupe>(config, schema.clone(), needles);
     }
 }
 

@@ -7,6 +7,7 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Date32Type, Float64Type, Int64Type};
 use weir_plugin_derive::Derive;
+use weir_sdk::testing::Rng;
 use weir_sdk::testing::{Harness, run};
 use weir_sdk::{Error, RecordBatch};
 
@@ -476,17 +477,7 @@ fn config_errors_name_the_entry_and_column() {
         ),
     ];
     for (config, needles) in cases {
-        let message = match Harness::<Derive>::open(config, events().schema()) {
-            Err(Error::InvalidConfig(m)) => m,
-            Err(other) => panic!("{config}: expected a config error, got {other:?}"),
-            Ok(_) => panic!("{config} was accepted"),
-        };
-        for needle in *needles {
-            assert!(
-                message.contains(needle),
-                "{config}: {message} should mention {needle}"
-            );
-        }
+        weir_sdk::testing::assert_config_error::<Derive>(config, events().schema(), needles);
     }
 }
 
@@ -501,21 +492,6 @@ fn later_entries_see_earlier_ones_but_not_the_reverse() {
     assert!(
         matches!(err, Error::InvalidConfig(m) if m.contains("\"a\"") && m.contains("columns[0]"))
     );
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 #[test]
@@ -534,7 +510,7 @@ fn random_data_matches_a_row_by_row_reference() {
             .map(|_| (rng.below(6) > 0).then(|| (rng.below(2001) as f64 - 1000.0) / 8.0))
             .collect();
         let ts: Vec<Option<i64>> = (0..n)
-            .map(|_| (rng.below(6) > 0).then(|| rng.next() as i64 % 4_000_000_000_000_000))
+            .map(|_| (rng.below(6) > 0).then(|| rng.next_u64() as i64 % 4_000_000_000_000_000))
             .collect();
         let text: Vec<Option<String>> = (0..n)
             .map(|_| {

@@ -6,6 +6,7 @@ use arrow::array::{
 };
 use arrow::datatypes::Int32Type;
 use weir_plugin_filter::Filter;
+use weir_sdk::testing::Rng;
 use weir_sdk::testing::{Harness, run};
 use weir_sdk::{Error, RecordBatch};
 
@@ -486,21 +487,6 @@ fn config_errors_name_the_field_and_column() {
 }
 
 // ---- Random differential test against a row-by-row reference ----
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 const WORDS: [&str; 6] = ["", "a", "ab", "abc", "b", "ba"];
 

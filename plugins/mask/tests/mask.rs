@@ -7,8 +7,9 @@ use arrow::array::{
 use arrow::datatypes::DataType;
 use sha2::{Digest, Sha256};
 use weir_plugin_mask::Mask;
+use weir_sdk::RecordBatch;
+use weir_sdk::testing::Rng;
 use weir_sdk::testing::{Harness, run};
-use weir_sdk::{Error, RecordBatch};
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -389,32 +390,7 @@ fn config_errors_name_the_field_or_column() {
         (r#"{"key": "k", "colums": {}}"#, &["colums"]),
     ];
     for (config, needles) in cases {
-        let message = match Harness::<Mask>::open(config, users().schema()) {
-            Err(Error::InvalidConfig(m)) => m,
-            Err(other) => panic!("{config}: expected a config error, got {other:?}"),
-            Ok(_) => panic!("{config} was accepted"),
-        };
-        for needle in *needles {
-            assert!(
-                message.contains(needle),
-                "{config}: {message} should mention {needle}"
-            );
-        }
-    }
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+        weir_sdk::testing::assert_config_error::<Mask>(config, users().schema(), needles);
     }
 }
 
@@ -434,7 +410,7 @@ fn random_data_matches_reference_implementations() {
             })
             .collect();
         let ints: Vec<Option<i64>> = (0..n)
-            .map(|_| (rng.below(6) > 0).then(|| rng.next() as i64 >> rng.below(64)))
+            .map(|_| (rng.below(6) > 0).then(|| rng.next_u64() as i64 >> rng.below(64)))
             .collect();
         let batch = RecordBatch::try_from_iter([
             (

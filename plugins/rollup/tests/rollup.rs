@@ -9,6 +9,7 @@ use arrow::datatypes::{
     DataType, Date32Type, Float64Type, Int32Type, Int64Type, TimeUnit, TimestampMillisecondType,
 };
 use weir_plugin_rollup::{MAX_BATCH_ROWS, Rollup};
+use weir_sdk::testing::Rng;
 use weir_sdk::testing::{Harness, run};
 use weir_sdk::{Error, RecordBatch};
 
@@ -424,32 +425,7 @@ fn config_errors_name_the_field_and_column() {
         (r#"{"group": ["event_date"]}"#, &["group"]),
     ];
     for (config, needles) in cases {
-        let message = match Harness::<Rollup>::open(config, schema.clone()) {
-            Err(Error::InvalidConfig(m)) => m,
-            Err(other) => panic!("{config}: expected a config error, got {other:?}"),
-            Ok(_) => panic!("{config} was accepted"),
-        };
-        for needle in *needles {
-            assert!(
-                message.contains(needle),
-                "{config}: {message} should mention {needle}"
-            );
-        }
-    }
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+        weir_sdk::testing::assert_config_error::<Rollup>(config, schema.clone(), needles);
     }
 }
 
@@ -480,8 +456,8 @@ fn random_batches_match_a_row_by_row_reference() {
                 let date = 20450 + rng.below(3) as i32;
                 let adv = (rng.below(6) > 0).then(|| rng.below(5) as i64);
                 let cost = (rng.below(4) > 0).then(|| rng.below(1000) as f64 / 4.0);
-                let micros = (rng.below(4) > 0).then(|| rng.next() as i64 >> 20);
-                let ts = (rng.below(4) > 0).then(|| rng.next() as i64 >> 1);
+                let micros = (rng.below(4) > 0).then(|| rng.next_u64() as i64 >> 20);
+                let ts = (rng.below(4) > 0).then(|| rng.next_u64() as i64 >> 1);
                 let click =
                     (rng.below(3) > 0).then(|| words[rng.below(words.len() as u64) as usize]);
                 let key = (date, adv);
