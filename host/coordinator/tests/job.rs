@@ -475,3 +475,103 @@ fn failure_kinds_map_to_documented_exit_codes() {
     let e = JobError::Config("x".into());
     assert_eq!(e.kind(), FailureKind::Config);
 }
+
+/// Runs tasks on a real in-process worker, but before the first task another writer appends a
+/// file to a partition of the sink table, as a concurrent job would.
+struct InterferingWorker {
+    inner: weir_worker::InProcessWorker,
+    table_dir: PathBuf,
+    interfered: std::sync::atomic::AtomicBool,
+}
+
+impl weir_worker::Worker for InterferingWorker {
+    fn run(
+        &self,
+        task: weir_worker::TaskSpec,
+        progress: Arc<dyn weir_worker::Progress>,
+    ) -> futures::future::BoxFuture<'static, Result<weir_worker::TaskResult, weir_worker::TaskError>>
+    {
+        let first = !self
+            .interfered
+            .swap(true, std::sync::atomic::Ordering::SeqCst);
+        let table_dir = self.table_dir.clone();
+        let task = self.inner.run(task, progress);
+        Box::pin(async move {
+            if first {
+                append_copy_of_a_committed_file(&table_dir).await;
+            }
+            task.await
+        })
+    }
+}
+
+/// Commits, as a separate writer, a copy of one committed data file into the same partition.
+async fn append_copy_of_a_committed_file(table_dir: &Path) {
+    let store = weir_store::Store::from_url(table_dir.to_str().unwrap()).unwrap();
+    let table = weir_manifest::Table::open(store).await.unwrap();
+    let add = table.snapshot().files().next().unwrap().clone();
+    let (partition, _) = add.path.rsplit_once('/').unwrap();
+    let copy = format!("{partition}/interloper.parquet");
+    std::fs::copy(table_dir.join(&add.path), table_dir.join(&copy)).unwrap();
+    table
+        .commit()
+        .txn_id("interloper")
+        .owner("analytics")
+        .add_files([weir_manifest::AddFile {
+            path: copy,
+            size: add.size,
+            partition_values: add.partition_values.clone(),
+            ..Default::default()
+        }])
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_change_to_an_overwritten_partition_is_a_conflict() {
+    let dir = tempfile::tempdir().unwrap();
+    write_inputs(&dir.path().join("raw"), None);
+    let spec = clean_spec(false, "event_date", "");
+    job(pipeline(dir.path(), &spec)).run_id(1).await.unwrap();
+    let table_dir = dir.path().join("clean");
+
+    let runtime = weir_runtime::Runtime::new(weir_runtime::RuntimeConfig {
+        cache_dir: Some(Path::new(env!("CARGO_TARGET_TMPDIR")).join("weir-code-cache")),
+        ..Default::default()
+    })
+    .unwrap();
+    let plugins = [
+        weir_tests::FILTER,
+        weir_tests::MASK,
+        weir_tests::DERIVE,
+        weir_tests::DEDUPE,
+    ]
+    .map(|path| runtime.load_file(Path::new(path)).unwrap());
+    let worker = InterferingWorker {
+        inner: weir_worker::InProcessWorker::new(plugins),
+        table_dir: table_dir.clone(),
+        interfered: Default::default(),
+    };
+    let err = job(pipeline(dir.path(), &spec))
+        .run_id(2)
+        .worker(Arc::new(worker))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), FailureKind::Conflict, "{err}");
+    assert_eq!(err.kind().exit_code(), 5);
+    assert!(
+        err.to_string().contains("event_date="),
+        "names the partition: {err}"
+    );
+
+    // The table holds run 1 plus the other writer's append, nothing of run 2.
+    let store = weir_store::Store::from_url(table_dir.to_str().unwrap()).unwrap();
+    let table = weir_manifest::Table::open(store).await.unwrap();
+    let snapshot = table.snapshot();
+    assert_eq!(snapshot.app_version("clean"), Some(1), "{err}");
+    let run2_files: Vec<String> = files_below(&table_dir)
+        .into_iter()
+        .filter(|f| f.ends_with(".parquet") && !snapshot.contains_file(f))
+        .collect();
+    assert!(run2_files.is_empty(), "run 2 left {run2_files:?}");
+}
