@@ -3,13 +3,17 @@
 #
 #   scripts/with-s3.sh cargo test -p weir-store
 #
-# Starts `moto_server` from <repo>/.venv (create it with scripts/python-env.sh) on a free port of
+# Starts moto's server from <repo>/.venv (create it with scripts/python-env.sh) on a free port of
 # 127.0.0.1, waits until it answers, then runs CMD with:
 #   WEIR_TEST_S3_ENDPOINT=http://127.0.0.1:PORT
 #   AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY = test credentials, AWS_REGION=us-east-1,
 #   AWS_ALLOW_HTTP=true, and no AWS_ENDPOINT_URL / profile / session token from the caller.
 # The server is stopped when CMD ends, fails, or the script is interrupted (trap). The exit code
 # is CMD's. The server's log is kept in $WEIR_S3_LOG (default: a temp file, printed on failure).
+#
+# moto runs through scripts/moto_server.py, which makes its create-only PUTs atomic (moto's own
+# If-None-Match check races under concurrent requests; S3's does not). WEIR_MOTO_SERVER=PATH
+# runs another moto_server-compatible executable instead (taking -H HOST -p PORT).
 set -euo pipefail
 
 if [[ $# -eq 0 ]]; then
@@ -25,6 +29,11 @@ if [[ ! -x "$moto" ]]; then
 fi
 python="$(dirname "$moto")/python"
 [[ -x "$python" ]] || python=python3
+if [[ -n "${WEIR_MOTO_SERVER:-}" ]]; then
+    server=("$moto")
+else
+    server=("$python" "$repo/scripts/moto_server.py")
+fi
 
 log="${WEIR_S3_LOG:-$(mktemp -t weir-moto.XXXXXX.log)}"
 server_pid=""
@@ -64,7 +73,7 @@ free_port() {
 started=""
 for attempt in 1 2 3 4 5; do
     port="$(free_port)"
-    "$moto" -H 127.0.0.1 -p "$port" >>"$log" 2>&1 &
+    "${server[@]}" -H 127.0.0.1 -p "$port" >>"$log" 2>&1 &
     server_pid=$!
     for _ in $(seq 100); do
         if ! kill -0 "$server_pid" 2>/dev/null; then

@@ -19,7 +19,7 @@ use crate::lease::{Lease, latest_lease};
 use crate::partition::{display_partition, partition_path};
 use crate::schema::TableSchema;
 use crate::snapshot::{self, EPOCH_APP_PREFIX, Snapshot, commit_key};
-use crate::table::{Table, backoff};
+use crate::table::{Table, backoff, ensure_conditional_writes};
 use crate::txn::Transaction;
 use crate::{checkpoint, failpoint};
 
@@ -194,6 +194,7 @@ impl<'a> CommitBuilder<'a> {
             .as_ref()
             .map(|(id, _)| id.clone())
             .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+        ensure_conditional_writes(store).await?;
         let mut checked_up_to = self.read_version;
         let mut attempt = 0;
         loop {

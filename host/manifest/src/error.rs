@@ -56,6 +56,13 @@ pub enum Error {
     /// The caller passed something invalid (bad schema spec, unknown partition column, ...).
     #[error("invalid argument: {0}")]
     Invalid(String),
+    /// The store accepted a second create-only write of one key (it ignores `If-None-Match`), so
+    /// two writers could both "win" one log version. Nothing is committed to such a store.
+    #[error(
+        "this store does not honour conditional writes (If-None-Match); commits would not be \
+         atomic: {url}: {detail}"
+    )]
+    ConditionalWritesNotHonoured { url: String, detail: String },
     /// Retries were exhausted because other writers kept winning.
     #[error("gave up committing to {url} after {attempts} attempts (other writers kept winning)")]
     TooManyRetries { url: String, attempts: u32 },

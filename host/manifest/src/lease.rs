@@ -18,7 +18,7 @@ use weir_store::Store;
 use crate::commit::now_ms;
 use crate::error::{Error, Result, fmt_millis};
 use crate::partition::{display_partition, key_segment};
-use crate::table::Table;
+use crate::table::{Table, ensure_conditional_writes};
 
 const LEASE_DIR: &str = "_weir/leases";
 
@@ -84,6 +84,7 @@ impl Lease {
     }
 
     async fn successor(&self, store: &Store, next: Lease) -> Result<Lease> {
+        ensure_conditional_writes(store).await?;
         match store
             .put_create(&lease_key(&self.partition, next.epoch), encode(&next))
             .await
@@ -192,6 +193,7 @@ impl<'a> LeaseBuilder<'a> {
         let holder = self
             .holder
             .unwrap_or_else(|| format!("writer-{}", uuid::Uuid::new_v4().simple()));
+        ensure_conditional_writes(store).await?;
         for _ in 0..5 {
             let now = now_ms();
             let latest = latest_lease(store, &self.partition).await?;

@@ -15,6 +15,10 @@
 //!   writer reads the version back and never applies a commit twice.
 //! - A job's commit carries a Delta `txn` (appId = job, version = run): re-running a committed run
 //!   is a no-op.
+//! - Create-only PUTs are only atomic if the store honours `If-None-Match`. Before a process
+//!   first creates a table, commits, or takes a lease on a store, it checks that the store does
+//!   (`weir_store::Store::ensure_conditional_writes`, once per process per store) and otherwise
+//!   refuses with [`Error::ConditionalWritesNotHonoured`], having written nothing to the log.
 //! - Partition ownership (recorded in the log) and fenced leases (`_weir/leases/`) refuse writes
 //!   by non-owners, by a second concurrent writer and by zombie writers whose lease was taken over.
 //!

@@ -374,6 +374,7 @@ impl CreateBuilder {
             Action::MetaData(metadata),
         ];
         let bytes = Bytes::from(actions::to_ndjson(&actions));
+        ensure_conditional_writes(&self.store).await?;
         match self.store.put_create(&commit_key(0), bytes).await {
             Ok(_) => {}
             Err(weir_store::Error::AlreadyExists { .. }) => return Err(Error::TableExists { url }),
@@ -411,6 +412,18 @@ impl IntoFuture for OpenBuilder {
             let snapshot = snapshot::load(&self.store).await?;
             Ok(Table::from_snapshot(self.store, snapshot))
         })
+    }
+}
+
+/// Refuses to commit (or take a lease) on a store that does not honour create-only writes:
+/// runs `weir_store`'s conditional-write probe, once per process per store.
+pub(crate) async fn ensure_conditional_writes(store: &Store) -> Result<()> {
+    match store.ensure_conditional_writes().await {
+        Ok(()) => Ok(()),
+        Err(weir_store::Error::ConditionalWritesNotHonoured { url, detail }) => {
+            Err(Error::ConditionalWritesNotHonoured { url, detail })
+        }
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -1,34 +1,36 @@
 //! The DBIO failure table, with real processes and real SIGKILLs: a task that fails and is
 //! retried, a job whose task always fails, and a writer killed at each step of the commit. After
 //! each, readers see all of the job's rows or none, never duplicates; a rerun commits exactly once.
+//!
+//! On every backend (`file::`, `memory::`, `s3::` on moto); the SIGKILL test needs a store that
+//! a child process can open, so it runs on `file://` and `s3://` only.
 
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use common::{committed_rows, write_file};
 use weir_manifest::{Mode, Table};
 use weir_store::Store;
 
-const WRITER: &str = env!("CARGO_BIN_EXE_weir-manifest-writer");
+weir_store::store_tests!(
+    sigkill_at_each_commit_step_is_all_or_nothing_and_reruns_exactly_once in [file, s3],
+    a_failed_task_retried_commits_once_and_an_always_failing_job_commits_nothing,
+);
 
-async fn new_table(dir: &std::path::Path) -> (String, Table) {
-    let url = dir.to_str().unwrap().to_string();
-    let table = Table::create(Store::from_url(&url).unwrap())
+async fn new_table(store: Store) -> Table {
+    Table::create(store)
         .schema(common::schema())
         .partition_by(["dt"])
         .owner("*", "etl")
         .await
-        .unwrap();
-    (url, table)
+        .unwrap()
 }
 
-fn writer_args(url: &str) -> Vec<String> {
+fn writer_args() -> Vec<String> {
     [
-        "--table",
-        url,
         "--job",
         "load",
         "--run",
@@ -50,9 +52,9 @@ fn writer_args(url: &str) -> Vec<String> {
 }
 
 /// Runs the writer until it reports reaching `failpoint`, then SIGKILLs it.
-fn run_and_kill_at(url: &str, failpoint: &str) {
-    let mut child = Command::new(WRITER)
-        .args(writer_args(url))
+fn run_and_kill_at(table: &Store, failpoint: &str) {
+    let mut child = common::writer(table)
+        .args(writer_args())
         .env("WEIR_FAILPOINT", failpoint)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -73,11 +75,8 @@ fn run_and_kill_at(url: &str, failpoint: &str) {
     panic!("writer exited ({status}) before failpoint {failpoint}: {seen:?}");
 }
 
-fn run_to_completion(url: &str) -> String {
-    let out = Command::new(WRITER)
-        .args(writer_args(url))
-        .output()
-        .unwrap();
+fn run_to_completion(table: &Store) -> String {
+    let out = common::writer(table).args(writer_args()).output().unwrap();
     assert!(
         out.status.success(),
         "writer failed: {}",
@@ -86,8 +85,7 @@ fn run_to_completion(url: &str) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_at_each_commit_step_is_all_or_nothing_and_reruns_exactly_once() {
+async fn sigkill_at_each_commit_step_is_all_or_nothing_and_reruns_exactly_once(store: &Store) {
     let all: Vec<(String, i64)> = (0..90).map(|i| ("d1".to_string(), i)).collect();
     for (failpoint, committed_before_rerun) in [
         ("before-data", false),
@@ -96,8 +94,7 @@ async fn sigkill_at_each_commit_step_is_all_or_nothing_and_reruns_exactly_once()
         ("before-log-put", false),
         ("after-log-put", true),
     ] {
-        let dir = tempfile::tempdir().unwrap();
-        let (url, table) = new_table(dir.path()).await;
+        let table = new_table(store.child(failpoint)).await;
         // Rows from an earlier job in another partition must survive untouched.
         let other = write_file(table.store(), "d0", "base.parquet", &[-1]).await;
         table
@@ -108,7 +105,7 @@ async fn sigkill_at_each_commit_step_is_all_or_nothing_and_reruns_exactly_once()
             .unwrap();
         let base = vec![("d0".to_string(), -1)];
 
-        run_and_kill_at(&url, failpoint);
+        run_and_kill_at(table.store(), failpoint);
         let rows = committed_rows(&table).await;
         let expected: Vec<_> = if committed_before_rerun {
             base.iter().cloned().chain(all.iter().cloned()).collect()
@@ -118,7 +115,7 @@ async fn sigkill_at_each_commit_step_is_all_or_nothing_and_reruns_exactly_once()
         assert_eq!(rows, expected, "after SIGKILL at {failpoint}");
 
         // The rerun of the same job run commits exactly once (or sees it is already committed).
-        let out = run_to_completion(&url);
+        let out = run_to_completion(table.store());
         assert_eq!(
             out.contains("\"already_committed\":true"),
             committed_before_rerun,
@@ -131,7 +128,7 @@ async fn sigkill_at_each_commit_step_is_all_or_nothing_and_reruns_exactly_once()
             "after rerun, failpoint {failpoint}"
         );
         // And once more: still exactly once.
-        let out = run_to_completion(&url);
+        let out = run_to_completion(table.store());
         assert!(out.contains("\"already_committed\":true"), "{out}");
         assert_eq!(committed_rows(&table).await, expected);
 
@@ -152,10 +149,10 @@ async fn sigkill_at_each_commit_step_is_all_or_nothing_and_reruns_exactly_once()
     }
 }
 
-#[tokio::test]
-async fn a_failed_task_retried_commits_once_and_an_always_failing_job_commits_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_, table) = new_table(dir.path()).await;
+async fn a_failed_task_retried_commits_once_and_an_always_failing_job_commits_nothing(
+    store: &Store,
+) {
+    let table = new_table(store.clone()).await;
     let store = table.store().clone();
 
     // Attempt 1 writes two of its files and fails before committing.

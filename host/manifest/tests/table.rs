@@ -1,71 +1,83 @@
-//! Behaviour of the manifest on memory:// and file:// stores: create/open, append, overwrite,
-//! job idempotency, conflicts, ownership, leases, schema enforcement, checkpoints, vacuum.
+//! Behaviour of the manifest on every store backend: create/open, append, overwrite, job
+//! idempotency, conflicts, ownership, leases, schema enforcement, checkpoints, vacuum.
+//!
+//! Each test runs as `file::NAME`, `memory::NAME` and `s3::NAME` (on the moto server that
+//! `scripts/with-s3.sh` starts; see `weir_store::testing`), each on a fresh store of its own.
 
 mod common;
 
 use std::time::Duration;
 
-use common::{committed_rows, memory_url, schema, write_file};
+use common::{committed_rows, new_table, schema, write_file};
 use weir_manifest::{Error, Mode, Ownership, Table, TableSchema, checkpoint_key, commit_key};
 use weir_store::Store;
 
-async fn new_table(url: &str) -> Table {
-    Table::create(Store::from_url(url).unwrap())
-        .schema(schema())
-        .partition_by(["dt"])
-        .await
-        .unwrap()
-}
+weir_store::store_tests!(
+    create_open_and_errors,
+    append_then_overwrite_replaces_only_written_partitions,
+    job_runs_commit_exactly_once,
+    a_commit_with_the_same_txn_id_is_never_applied_twice,
+    overwrite_conflicts_with_a_concurrent_change_to_its_partition,
+    concurrent_appends_to_disjoint_partitions_all_land,
+    ownership_refuses_other_owners_and_changes_only_by_commit,
+    leases_exclude_second_writers_and_fence_zombies,
+    schema_is_enforced_and_evolves_only_on_request,
+    checkpoints_make_old_log_versions_unnecessary,
+    vacuum_keeps_live_and_in_flight_files,
+);
 
 fn rows(dt: &str, ids: std::ops::Range<i64>) -> Vec<(String, i64)> {
     ids.map(|i| (dt.to_string(), i)).collect()
 }
 
-#[tokio::test]
-async fn create_open_and_errors_on_file_and_memory() {
-    let dir = tempfile::tempdir().unwrap();
-    for url in [
-        dir.path().join("t").to_str().unwrap().to_string(),
-        memory_url("create"),
-    ] {
-        let table = Table::create(Store::from_url(&url).unwrap())
-            .schema(schema())
-            .partition_by(["dt"])
-            .owner("*", "billing")
-            .checkpoint_interval(5)
-            .await
-            .unwrap();
-        assert_eq!(table.snapshot().version(), 0);
-        let reopened = Table::open(Store::from_url(&url).unwrap()).await.unwrap();
-        let snap = reopened.snapshot();
-        assert_eq!(snap.schema(), &schema());
-        assert_eq!(snap.partition_columns(), ["dt".to_string()]);
-        assert_eq!(snap.ownership().owner_of("dt=x"), Some("billing"));
-        assert_eq!(snap.checkpoint_interval(), 5);
-        assert_eq!(snap.protocol().min_reader_version, 1);
-        assert_eq!(snap.protocol().min_writer_version, 2);
+async fn create_open_and_errors(store: &Store) {
+    let table = Table::create(store.child("t"))
+        .schema(schema())
+        .partition_by(["dt"])
+        .owner("*", "billing")
+        .checkpoint_interval(5)
+        .await
+        .unwrap();
+    assert_eq!(table.snapshot().version(), 0);
+    let reopened = Table::open(store.child("t")).await.unwrap();
+    let snap = reopened.snapshot();
+    assert_eq!(snap.schema(), &schema());
+    assert_eq!(snap.partition_columns(), ["dt".to_string()]);
+    assert_eq!(snap.ownership().owner_of("dt=x"), Some("billing"));
+    assert_eq!(snap.checkpoint_interval(), 5);
+    assert_eq!(snap.protocol().min_reader_version, 1);
+    assert_eq!(snap.protocol().min_writer_version, 2);
 
-        let again = Table::create(Store::from_url(&url).unwrap())
-            .schema(schema())
-            .await;
-        assert!(matches!(again, Err(Error::TableExists { .. })), "{again:?}");
-    }
-    let missing = Table::open(Store::from_url(&memory_url("missing")).unwrap()).await;
-    let err = missing.unwrap_err();
+    let again = Table::create(store.child("t")).schema(schema()).await;
+    assert!(matches!(again, Err(Error::TableExists { .. })), "{again:?}");
+
+    let missing = store.child("missing");
+    let err = Table::open(missing.clone()).await.unwrap_err();
     assert!(matches!(err, Error::NotATable { .. }));
-    assert!(err.to_string().contains("memory://"), "{err}");
-    let bad = Table::create(Store::from_url(&memory_url("bad")).unwrap())
+    assert!(
+        err.to_string()
+            .contains(missing.url().as_str().trim_end_matches('/')),
+        "{err}"
+    );
+    let bad = Table::create(store.child("bad"))
         .schema(schema())
         .partition_by(["nope"])
         .await
         .unwrap_err();
     assert!(bad.to_string().contains("`nope`"), "{bad}");
+    // Nothing but the one table was written (the conditional-write probe cleaned up too).
+    let keys: Vec<String> = store
+        .list("")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(keys, ["t/_delta_log/00000000000000000000.json"]);
 }
 
-#[tokio::test]
-async fn append_then_overwrite_replaces_only_written_partitions() {
-    let dir = tempfile::tempdir().unwrap();
-    let table = new_table(dir.path().to_str().unwrap()).await;
+async fn append_then_overwrite_replaces_only_written_partitions(store: &Store) {
+    let table = new_table(store).await;
     let store = table.store().clone();
     let a = write_file(&store, "d1", "a.parquet", &[1, 2]).await;
     let b = write_file(&store, "d1", "b.parquet", &[3]).await;
@@ -98,9 +110,8 @@ async fn append_then_overwrite_replaces_only_written_partitions() {
     assert_eq!(history[2].partitions, vec!["dt=d1".to_string()]);
 }
 
-#[tokio::test]
-async fn job_runs_commit_exactly_once() {
-    let table = new_table(&memory_url("jobs")).await;
+async fn job_runs_commit_exactly_once(store: &Store) {
+    let table = new_table(store).await;
     let store = table.store().clone();
     let f1 = write_file(&store, "d1", "r1.parquet", &[1]).await;
     let first = table
@@ -134,9 +145,8 @@ async fn job_runs_commit_exactly_once() {
     assert_eq!(table.snapshot().app_version("daily"), Some(2));
 }
 
-#[tokio::test]
-async fn a_commit_with_the_same_txn_id_is_never_applied_twice() {
-    let table = new_table(&memory_url("txnid")).await;
+async fn a_commit_with_the_same_txn_id_is_never_applied_twice(store: &Store) {
+    let table = new_table(store).await;
     let store = table.store().clone();
     let f = write_file(&store, "d1", "x.parquet", &[7]).await;
     let read_version = table.snapshot().version();
@@ -160,9 +170,8 @@ async fn a_commit_with_the_same_txn_id_is_never_applied_twice() {
     assert_eq!(committed_rows(&table).await, rows("d1", 7..8));
 }
 
-#[tokio::test]
-async fn overwrite_conflicts_with_a_concurrent_change_to_its_partition() {
-    let table = new_table(&memory_url("conflict")).await;
+async fn overwrite_conflicts_with_a_concurrent_change_to_its_partition(store: &Store) {
+    let table = new_table(store).await;
     let other = Table::open(table.store().clone()).await.unwrap();
     let store = table.store().clone();
     let base = table.snapshot().version();
@@ -200,17 +209,14 @@ async fn overwrite_conflicts_with_a_concurrent_change_to_its_partition() {
     assert_eq!(ok.version, 2);
 }
 
-#[tokio::test]
-async fn concurrent_appends_to_disjoint_partitions_all_land() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = dir.path().to_str().unwrap().to_string();
-    new_table(&url).await;
+async fn concurrent_appends_to_disjoint_partitions_all_land(store: &Store) {
+    new_table(store).await;
     let mut tasks = Vec::new();
     for i in 0..8 {
-        let url = url.clone();
+        let store = store.clone();
         tasks.push(tokio::spawn(async move {
-            // Separate handles, as separate hosts would have.
-            let table = Table::open(Store::from_url(&url).unwrap()).await.unwrap();
+            // Separate table handles, as separate hosts would have.
+            let table = Table::open(store).await.unwrap();
             let f = write_file(table.store(), &format!("p{i}"), "f.parquet", &[i]).await;
             table
                 .commit()
@@ -226,13 +232,12 @@ async fn concurrent_appends_to_disjoint_partitions_all_land() {
     }
     versions.sort();
     assert_eq!(versions, (1..=8).collect::<Vec<_>>());
-    let table = Table::open(Store::from_url(&url).unwrap()).await.unwrap();
+    let table = Table::open(store.clone()).await.unwrap();
     assert_eq!(committed_rows(&table).await.len(), 8);
 }
 
-#[tokio::test]
-async fn ownership_refuses_other_owners_and_changes_only_by_commit() {
-    let table = Table::create(Store::from_url(&memory_url("own")).unwrap())
+async fn ownership_refuses_other_owners_and_changes_only_by_commit(store: &Store) {
+    let table = Table::create(store.clone())
         .schema(schema())
         .partition_by(["dt"])
         .owner("dt=2026-01-*", "billing")
@@ -285,14 +290,14 @@ async fn ownership_refuses_other_owners_and_changes_only_by_commit() {
     assert_ne!(reopened.snapshot().ownership(), &Ownership::default());
 }
 
-#[tokio::test]
-async fn leases_exclude_second_writers_and_fence_zombies() {
-    let table = new_table(&memory_url("lease")).await;
+async fn leases_exclude_second_writers_and_fence_zombies(store: &Store) {
+    let table = new_table(store).await;
     let store = table.store().clone();
+    // Long enough for the next two steps on a slow S3 server, short enough to wait out.
     let a = table
         .lease("dt=d1")
         .holder("job-a")
-        .ttl(Duration::from_millis(300))
+        .ttl(Duration::from_millis(2000))
         .await
         .unwrap();
     assert_eq!(a.epoch, 1);
@@ -316,7 +321,8 @@ async fn leases_exclude_second_writers_and_fence_zombies() {
     assert!(matches!(err, Error::LeaseHeld { .. }), "{err}");
 
     // A expires; B takes over at epoch 2; A's late commit is a zombie.
-    tokio::time::sleep(Duration::from_millis(350)).await;
+    let left = a.expires_at_ms - now_ms() + 50;
+    tokio::time::sleep(Duration::from_millis(left.max(0) as u64)).await;
     let b = table.lease("dt=d1").holder("job-b").await.unwrap();
     assert_eq!(b.epoch, 2);
     let zombie = write_file(&store, "d1", "zombie.parquet", &[1]).await;
@@ -360,9 +366,8 @@ async fn leases_exclude_second_writers_and_fence_zombies() {
     ));
 }
 
-#[tokio::test]
-async fn schema_is_enforced_and_evolves_only_on_request() {
-    let table = new_table(&memory_url("schema")).await;
+async fn schema_is_enforced_and_evolves_only_on_request(store: &Store) {
+    let table = new_table(store).await;
     let store = table.store().clone();
     let f = write_file(&store, "d1", "f.parquet", &[1]).await;
     let narrow = TableSchema::parse_spec("id:integer,name:string,dt:string").unwrap();
@@ -398,11 +403,8 @@ async fn schema_is_enforced_and_evolves_only_on_request() {
     assert_eq!(reopened.snapshot().schema(), &wider);
 }
 
-#[tokio::test]
-async fn checkpoints_make_old_log_versions_unnecessary() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = dir.path().to_str().unwrap().to_string();
-    let table = Table::create(Store::from_url(&url).unwrap())
+async fn checkpoints_make_old_log_versions_unnecessary(store: &Store) {
+    let table = Table::create(store.clone())
         .schema(schema())
         .partition_by(["dt"])
         .checkpoint_interval(3)
@@ -440,7 +442,7 @@ async fn checkpoints_make_old_log_versions_unnecessary() {
     for v in 0..=6 {
         store.delete(&commit_key(v)).await.unwrap();
     }
-    let reopened = Table::open(Store::from_url(&url).unwrap()).await.unwrap();
+    let reopened = Table::open(store.clone()).await.unwrap();
     let snap = reopened.snapshot();
     assert_eq!(snap.version(), 7);
     assert_eq!(snap.app_version("j"), Some(6));
@@ -450,10 +452,8 @@ async fn checkpoints_make_old_log_versions_unnecessary() {
     assert_eq!(tombstones, vec!["dt=p2/f2.parquet".to_string()]);
 }
 
-#[tokio::test]
-async fn vacuum_keeps_live_and_in_flight_files() {
-    let dir = tempfile::tempdir().unwrap();
-    let table = new_table(dir.path().to_str().unwrap()).await;
+async fn vacuum_keeps_live_and_in_flight_files(store: &Store) {
+    let table = new_table(store).await;
     let store = table.store().clone();
     let old = write_file(&store, "d1", "old.parquet", &[1]).await;
     table.commit().add_files([old]).await.unwrap();
@@ -504,4 +504,10 @@ async fn vacuum_keeps_live_and_in_flight_files() {
         "{after:?}"
     );
     assert_eq!(committed_rows(&table).await.len(), 2);
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }

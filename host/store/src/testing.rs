@@ -17,12 +17,20 @@
 //! // => tests file::commit_twice, memory::commit_twice, s3::commit_twice
 //! ```
 //! The calling crate needs `tokio` (features `macros`, `rt-multi-thread`) as a dev-dependency.
+//!
+//! Child processes open the same store with `Store::from_url(url)` given [`process_env`].
+//! [`LyingS3`] is a stand-in S3 server that ignores `If-None-Match`, for testing that Weir
+//! refuses to commit to such a store.
 
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::{MIN_PART_SIZE, S3Options, Store, StoreOptions};
+
+mod lying_s3;
+
+pub use lying_s3::LyingS3;
 
 /// The variable that holds the S3 test server's endpoint, e.g. `http://127.0.0.1:41234`.
 pub const ENDPOINT_VAR: &str = "WEIR_TEST_S3_ENDPOINT";
@@ -112,10 +120,6 @@ impl TestStore {
         if let Err(e) = create_bucket(&endpoint, &bucket).await {
             panic!("cannot create test bucket {bucket} on {endpoint}: {e}");
         }
-        S3_SERVERS
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(bucket.clone(), endpoint.clone());
         let test = S3Test {
             access_key_id: env("AWS_ACCESS_KEY_ID").unwrap_or_else(|| "weir-test".into()),
             secret_access_key: env("AWS_SECRET_ACCESS_KEY")
@@ -123,6 +127,10 @@ impl TestStore {
             endpoint,
             bucket,
         };
+        S3_SERVERS
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(test.bucket.clone(), test.clone());
         let url = format!("s3://{}/{}", test.bucket, sanitize(label, 40));
         let store = Store::builder(&url)
             .options(s3_test_options(&test.endpoint))
@@ -151,19 +159,68 @@ impl TestStore {
     /// Python `deltalake` takes as `storage_options` (endpoint, credentials, region, HTTP); for
     /// other backends, none. Pass them to a child process as environment variables too.
     pub fn storage_options(&self) -> Vec<(String, String)> {
-        let Some(s3) = &self.s3 else {
-            return Vec::new();
-        };
+        self.s3
+            .as_ref()
+            .map(S3Test::storage_options)
+            .unwrap_or_default()
+    }
+}
+
+impl S3Test {
+    fn storage_options(&self) -> Vec<(String, String)> {
         [
-            ("AWS_ENDPOINT_URL", s3.endpoint.as_str()),
-            ("AWS_ACCESS_KEY_ID", s3.access_key_id.as_str()),
-            ("AWS_SECRET_ACCESS_KEY", s3.secret_access_key.as_str()),
+            ("AWS_ENDPOINT_URL", self.endpoint.as_str()),
+            ("AWS_ACCESS_KEY_ID", self.access_key_id.as_str()),
+            ("AWS_SECRET_ACCESS_KEY", self.secret_access_key.as_str()),
             ("AWS_REGION", "us-east-1"),
             ("AWS_ALLOW_HTTP", "true"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
+    }
+}
+
+/// The environment a child process needs so that `Store::from_url(store.url())` (options and
+/// credentials from the environment, as in Weir's binaries) opens the same store as `store`,
+/// which is a [`TestStore`] or a child of one.
+///
+/// For `s3://`: the test server's endpoint, credentials, region and HTTP permission, plus the
+/// test stores' retry limits; for `file://`: nothing. A `memory://` store lives in one process
+/// and cannot be shared, so this panics for one (a test bug, not a runtime condition).
+pub fn process_env(store: &Store) -> Vec<(String, String)> {
+    match store.url().scheme() {
+        "s3" | "s3a" => {
+            let bucket = store.url().host_str().unwrap_or_default();
+            let test = S3_SERVERS
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(bucket)
+                .cloned()
+                .unwrap_or_else(|| {
+                    panic!(
+                        "{} was not made by TestStore::s3 in this process",
+                        store.url()
+                    )
+                });
+            let options = s3_test_options(&test.endpoint).s3;
+            let mut env = test.storage_options();
+            env.push((
+                "WEIR_S3_MAX_RETRIES".into(),
+                options.max_retries.to_string(),
+            ));
+            env.push((
+                "WEIR_S3_RETRY_TIMEOUT_SECS".into(),
+                options.retry_timeout.as_secs().to_string(),
+            ));
+            env
+        }
+        "memory" => panic!(
+            "{} is a memory:// store: it exists only in this process, so a child process \
+             cannot open it; run multi-process tests on file:// and s3:// only",
+            store.url()
+        ),
+        _ => Vec::new(),
     }
 }
 
@@ -248,13 +305,14 @@ pub async fn pending_multipart_uploads(
 pub fn s3_server_of(store: &Store) -> Option<(String, String)> {
     let bucket = store.url().host_str()?.to_string();
     let servers = S3_SERVERS.lock().unwrap_or_else(|p| p.into_inner());
-    let endpoint = servers.get(&bucket)?.clone();
+    let endpoint = servers.get(&bucket)?.endpoint.clone();
     Some((endpoint, bucket))
 }
 
-/// Bucket name -> endpoint of every bucket [`TestStore::s3`] created in this process.
+/// Bucket name -> server and credentials of every bucket [`TestStore::s3`] created in this
+/// process.
 static S3_SERVERS: std::sync::LazyLock<
-    std::sync::Mutex<std::collections::HashMap<String, String>>,
+    std::sync::Mutex<std::collections::HashMap<String, S3Test>>,
 > = std::sync::LazyLock::new(Default::default);
 
 /// One HTTP/1.1 request without a body or signature; returns (status, body).
@@ -332,9 +390,41 @@ fn sanitize(label: &str, max: usize) -> String {
 /// `async fn NAME(&weir_store::Store)` in scope. Each test gets a fresh [`TestStore`]; the `s3`
 /// ones fail unless `WEIR_TEST_S3_ENDPOINT` is set (or `WEIR_SKIP_S3=1`). Needs `tokio` with
 /// `macros` and `rt-multi-thread` in the calling crate.
+///
+/// `NAME in [file, s3]` limits a test to some backends (e.g. tests with child processes, which
+/// cannot share a `memory://` store):
+///
+/// ```ignore
+/// weir_store::store_tests!(commit_twice, crash_the_writer in [file, s3]);
+/// ```
 #[macro_export]
 macro_rules! store_tests {
-    ($($name:ident),+ $(,)?) => {
+    // Sort the names into one list per backend, then emit one module per backend.
+    (@munch $f:tt $m:tt $s:tt) => {
+        $crate::store_tests!(@emit file $f);
+        $crate::store_tests!(@emit memory $m);
+        $crate::store_tests!(@emit s3 $s);
+    };
+    (@munch $f:tt $m:tt $s:tt $name:ident in [$($b:ident),+ $(,)?] $(, $($rest:tt)*)?) => {
+        $crate::store_tests!(@route $f $m $s $name [$($b)+] [$($($rest)*)?]);
+    };
+    (@munch $f:tt $m:tt $s:tt $name:ident $(, $($rest:tt)*)?) => {
+        $crate::store_tests!(@route $f $m $s $name [file memory s3] [$($($rest)*)?]);
+    };
+    (@route $f:tt $m:tt $s:tt $name:ident [] [$($rest:tt)*]) => {
+        $crate::store_tests!(@munch $f $m $s $($rest)*);
+    };
+    (@route [$($f:ident)*] $m:tt $s:tt $name:ident [file $($b:ident)*] $rest:tt) => {
+        $crate::store_tests!(@route [$($f)* $name] $m $s $name [$($b)*] $rest);
+    };
+    (@route $f:tt [$($m:ident)*] $s:tt $name:ident [memory $($b:ident)*] $rest:tt) => {
+        $crate::store_tests!(@route $f [$($m)* $name] $s $name [$($b)*] $rest);
+    };
+    (@route $f:tt $m:tt [$($s:ident)*] $name:ident [s3 $($b:ident)*] $rest:tt) => {
+        $crate::store_tests!(@route $f $m [$($s)* $name] $name [$($b)*] $rest);
+    };
+    (@emit $backend:ident []) => {};
+    (@emit file [$($name:ident)+]) => {
         mod file {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -344,6 +434,8 @@ macro_rules! store_tests {
                 }
             )+
         }
+    };
+    (@emit memory [$($name:ident)+]) => {
         mod memory {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -353,6 +445,8 @@ macro_rules! store_tests {
                 }
             )+
         }
+    };
+    (@emit s3 [$($name:ident)+]) => {
         mod s3 {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -364,5 +458,8 @@ macro_rules! store_tests {
                 }
             )+
         }
+    };
+    ($first:ident $($tests:tt)*) => {
+        $crate::store_tests!(@munch [] [] [] $first $($tests)*);
     };
 }

@@ -51,3 +51,46 @@ async fn pending_multipart_uploads_are_visible_until_aborted() {
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn the_lying_stand_in_lists_like_s3_and_ignores_if_none_match() {
+    use weir_store::testing::LyingS3;
+    let server = LyingS3::start().await;
+    let store = server.store("s3://lying/root");
+    for key in ["a/1", "a/2", "a/b/3", "ab/4", "k=v%2F1/5"] {
+        store
+            .put_create(key, Bytes::from_static(b"x"))
+            .await
+            .unwrap();
+    }
+    // The second create-only PUT "wins" too: that is the lie.
+    store
+        .put_create("a/1", Bytes::from_static(b"y"))
+        .await
+        .unwrap();
+    assert_eq!(store.get("a/1").await.unwrap(), "y");
+    assert_eq!(server.conditional_puts(), 6);
+
+    let keys = |listed: Vec<(String, weir_store::object_store::ObjectMeta)>| {
+        listed.into_iter().map(|(k, _)| k).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        keys(store.list("a").await.unwrap()),
+        ["a/1", "a/2", "a/b/3"]
+    );
+    assert_eq!(
+        keys(store.list_after("a", "a/1").await.unwrap()),
+        ["a/2", "a/b/3"]
+    );
+    let (dirs, objects) = store.list_dir("a").await.unwrap();
+    assert_eq!(dirs, ["a/b"]);
+    assert_eq!(keys(objects), ["a/1", "a/2"]);
+    assert_eq!(keys(store.list("k=v%2F1").await.unwrap()), ["k=v%2F1/5"]);
+    store.delete("a/2").await.unwrap();
+    assert!(matches!(
+        store.get("a/2").await,
+        Err(weir_store::Error::NotFound { .. })
+    ));
+    assert_eq!(server.keys().len(), 4);
+    assert_eq!(server.put_keys().len(), 6);
+}

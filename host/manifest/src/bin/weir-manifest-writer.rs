@@ -9,7 +9,12 @@
 //! process prints `WEIR_FAILPOINT reached: <name>` to stderr and stops until killed.
 //!
 //! Output: the commit outcome as one JSON line on stdout. Exit codes: 0 committed (or already
-//! committed), 2 lease held, 3 ownership refused, 4 conflict, 5 stale epoch, 1 anything else.
+//! committed), 2 lease held, 3 ownership refused, 4 conflict, 5 stale epoch, 6 the store does not
+//! honour conditional writes, 1 anything else.
+//!
+//! The store is opened with `Store::from_url`, so for `s3://` the endpoint, region and
+//! credentials come from the environment (`AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`, ...), never
+//! from the arguments.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -201,6 +206,7 @@ fn main() -> ExitCode {
                 Error::OwnershipRefused { .. } => 3,
                 Error::Conflict { .. } => 4,
                 Error::StaleEpoch { .. } => 5,
+                Error::ConditionalWritesNotHonoured { .. } => 6,
                 _ => 1,
             };
             ExitCode::from(code)

@@ -11,6 +11,29 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use weir_manifest::{AddFile, Table, TableSchema};
 use weir_store::Store;
 
+/// The writer process (`src/bin/weir-manifest-writer.rs`).
+pub const WRITER: &str = env!("CARGO_BIN_EXE_weir-manifest-writer");
+
+/// A writer process on the table at `table`'s root: `--table <url>` plus the environment it
+/// needs to open that store (for `s3://`, the test server's endpoint and credentials, passed as
+/// environment variables, as operators pass them; see `weir_store::testing::process_env`).
+pub fn writer(table: &Store) -> std::process::Command {
+    let mut command = std::process::Command::new(WRITER);
+    command
+        .envs(weir_store::testing::process_env(table))
+        .args(["--table", table.url().as_str()]);
+    command
+}
+
+/// Creates a table at `store`'s root with [`schema`], partitioned by `dt`.
+pub async fn new_table(store: &Store) -> Table {
+    Table::create(store.clone())
+        .schema(schema())
+        .partition_by(["dt"])
+        .await
+        .unwrap()
+}
+
 /// The table schema the tests use: `id:long,name:string,dt:string` partitioned by `dt`.
 pub fn schema() -> TableSchema {
     TableSchema::parse_spec("id:long,name:string,dt:string").unwrap()
