@@ -2,6 +2,9 @@
 //! must see exactly the committed rows: after appends, after an overwrite, after a failed job, and
 //! from a log whose early versions exist only as a Parquet checkpoint.
 //!
+//! On `file://` and `s3://` (moto; the reader gets the endpoint and credentials through its
+//! environment), not `memory://`, which another process cannot read.
+//!
 //! Needs `<repo>/.venv` from `scripts/python-env.sh` (or `WEIR_PYTHON`); fails if it is missing.
 
 mod common;
@@ -21,6 +24,11 @@ use parquet::arrow::ArrowWriter;
 use weir_manifest::{AddFile, Mode, Table, TableSchema, checkpoint_key, commit_key};
 use weir_store::Store;
 
+weir_store::store_tests!(
+    deltalake_sees_exactly_the_committed_rows in [file, s3],
+    deltalake_understands_every_supported_column_type in [file, s3],
+);
+
 fn python() -> PathBuf {
     if let Ok(p) = std::env::var("WEIR_PYTHON") {
         return PathBuf::from(p);
@@ -35,11 +43,15 @@ fn python() -> PathBuf {
     venv
 }
 
-fn run_python(script: &str, table_dir: &Path) -> serde_json::Value {
+/// Runs `script` with the table's URL as its argument and the store's settings (for `s3://`,
+/// endpoint and credentials) in its environment.
+fn run_python(script: &str, table: &Table) -> serde_json::Value {
+    let script = format!("{OPEN_TABLE}{script}");
     let out = Command::new(python())
         .arg("-c")
         .arg(script)
-        .arg(table_dir)
+        .arg(table.url())
+        .envs(weir_store::testing::process_env(table.store()))
         .output()
         .expect("run python");
     assert!(
@@ -55,10 +67,18 @@ fn run_python(script: &str, table_dir: &Path) -> serde_json::Value {
     })
 }
 
-const READ_ROWS: &str = r#"
+/// Opens `dt`, the table at `sys.argv[1]`, with S3 settings from the environment.
+const OPEN_TABLE: &str = r#"
 import json, os, sys
 from deltalake import DeltaTable
-dt = DeltaTable(sys.argv[1])
+S3_KEYS = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION",
+           "AWS_ALLOW_HTTP")
+storage_options = {k: os.environ[k] for k in S3_KEYS if k in os.environ}
+url = sys.argv[1]
+dt = DeltaTable(url, storage_options=storage_options if url.startswith("s3://") else None)
+"#;
+
+const READ_ROWS: &str = r#"
 t = dt.to_pyarrow_table()
 rows = sorted([r["dt"], r["id"]] for r in t.select(["dt", "id"]).to_pylist())
 print(json.dumps({"version": dt.version(), "rows": rows, "files": len(dt.file_uris())}))
@@ -76,11 +96,8 @@ fn as_rows(value: &serde_json::Value) -> Vec<(String, i64)> {
         .collect()
 }
 
-#[tokio::test]
-async fn deltalake_sees_exactly_the_committed_rows() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("t");
-    let table = Table::create(Store::from_url(path.to_str().unwrap()).unwrap())
+async fn deltalake_sees_exactly_the_committed_rows(store: &Store) {
+    let table = Table::create(store.child("t"))
         .schema(common::schema())
         .partition_by(["dt"])
         .checkpoint_interval(4)
@@ -93,7 +110,7 @@ async fn deltalake_sees_exactly_the_committed_rows() {
     table.commit().add_files([a, b, c]).await.unwrap();
     let mut expected: Vec<(String, i64)> = (0..10).map(|i| ("d1".into(), i)).collect();
     expected.extend([("d2".into(), 10), ("d2".into(), 11)]);
-    let seen = run_python(READ_ROWS, &path);
+    let seen = run_python(READ_ROWS, &table);
     assert_eq!(as_rows(&seen), expected);
     assert_eq!(seen["version"], 1);
 
@@ -115,7 +132,7 @@ async fn deltalake_sees_exactly_the_committed_rows() {
         ("d2".into(), 10),
         ("d2".into(), 11),
     ];
-    let seen = run_python(READ_ROWS, &path);
+    let seen = run_python(READ_ROWS, &table);
     assert_eq!(as_rows(&seen), expected);
     assert_eq!(seen["version"], 2);
     assert_eq!(committed_rows(&table).await, expected);
@@ -129,7 +146,7 @@ async fn deltalake_sees_exactly_the_committed_rows() {
     }
     expected.sort();
     assert!(store.head(&checkpoint_key(4)).await.is_ok());
-    let seen = run_python(READ_ROWS, &path);
+    let seen = run_python(READ_ROWS, &table);
     assert_eq!(as_rows(&seen), expected);
     assert_eq!(seen["version"], 5);
 
@@ -137,16 +154,13 @@ async fn deltalake_sees_exactly_the_committed_rows() {
     for v in 0..=4 {
         store.delete(&commit_key(v)).await.unwrap();
     }
-    let seen = run_python(READ_ROWS, &path);
+    let seen = run_python(READ_ROWS, &table);
     assert_eq!(as_rows(&seen), expected);
     assert_eq!(seen["version"], 5);
     assert_eq!(seen["files"], 5);
 }
 
 const READ_TYPES: &str = r#"
-import json, os, sys
-from deltalake import DeltaTable
-dt = DeltaTable(sys.argv[1])
 t = dt.to_pyarrow_table()
 print(json.dumps({"types": {f.name: str(f.type) for f in t.schema},
                   "nullable": {f.name: f.nullable for f in t.schema},
@@ -154,16 +168,13 @@ print(json.dumps({"types": {f.name: str(f.type) for f in t.schema},
 sys.stdout.flush(); os._exit(0)
 "#;
 
-#[tokio::test]
-async fn deltalake_understands_every_supported_column_type() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("types");
+async fn deltalake_understands_every_supported_column_type(store: &Store) {
     let schema = TableSchema::parse_spec(
         "l:long not null,i:integer,s:short,b:byte,d:double,f:float,ok:boolean,str:string,bin:binary,\
          day:date,ts:timestamp,amount:decimal(10,2)",
     )
     .unwrap();
-    let table = Table::create(Store::from_url(path.to_str().unwrap()).unwrap())
+    let table = Table::create(store.child("types"))
         .schema(schema.clone())
         .await
         .unwrap();
@@ -206,7 +217,7 @@ async fn deltalake_understands_every_supported_column_type() {
         }])
         .await
         .unwrap();
-    let seen = run_python(READ_TYPES, &path);
+    let seen = run_python(READ_TYPES, &table);
     assert_eq!(seen["rows"], 2);
     assert_eq!(seen["sum"], 3);
     let types = &seen["types"];
