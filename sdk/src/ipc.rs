@@ -5,12 +5,14 @@
 //! Buffers are aligned to 64 bytes within the message, so the receiver decodes them in place
 //! (no copy) whenever the message itself sits at an aligned address.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow_array::RecordBatch;
-use arrow_buffer::Buffer;
-use arrow_ipc::reader::StreamDecoder;
-use arrow_ipc::writer::StreamWriter;
+use arrow_array::{ArrayRef, RecordBatch};
+pub use arrow_buffer::{Buffer, MutableBuffer};
+use arrow_ipc::MessageHeader;
+use arrow_ipc::reader::{RecordBatchDecoder, StreamDecoder, read_dictionary_impl};
+use arrow_ipc::writer::{StreamEncoder, StreamWriter};
 use arrow_schema::{ArrowError, Schema, SchemaRef};
 
 /// Encodes a schema as a stream-framed IPC schema message.
@@ -43,16 +45,26 @@ pub fn decode_schema(bytes: &[u8]) -> Result<Schema, ArrowError> {
 ///
 /// The dictionary state carries across batches, as in an IPC stream.
 pub struct BatchEncoder {
-    writer: StreamWriter<Vec<u8>>,
+    encoder: StreamEncoder,
+    /// Bytes of the schema message still to drop from the front of the next encoding: the
+    /// schema crosses on its own, in `open`.
+    schema_prefix: usize,
     schema: SchemaRef,
 }
 
 impl BatchEncoder {
     /// A new encoder, and the schema message that starts its stream.
     pub fn new(schema: SchemaRef) -> Result<(Self, Vec<u8>), ArrowError> {
-        let mut writer = StreamWriter::try_new(Vec::new(), &schema)?;
-        let schema_message = std::mem::take(writer.get_mut());
-        Ok((Self { writer, schema }, schema_message))
+        let schema_message = encode_schema(&schema)?;
+        let encoder = StreamEncoder::try_new(&schema)?;
+        Ok((
+            Self {
+                encoder,
+                schema_prefix: schema_message.len(),
+                schema,
+            },
+            schema_message,
+        ))
     }
 
     /// The schema every encoded batch must have.
@@ -62,6 +74,18 @@ impl BatchEncoder {
 
     /// Encodes one batch. The batch's fields must equal the stream's schema.
     pub fn encode(&mut self, batch: &RecordBatch) -> Result<Vec<u8>, ArrowError> {
+        let pieces = self.encode_pieces(batch)?;
+        let mut payload = Vec::with_capacity(pieces.iter().map(|p| p.len()).sum());
+        for piece in &pieces {
+            payload.extend_from_slice(piece);
+        }
+        Ok(payload)
+    }
+
+    /// Encodes one batch without copying its arrays: the payload is the concatenation of the
+    /// pieces, which share the batch's buffers (metadata and padding are small pieces of
+    /// their own). The batch's fields must equal the stream's schema.
+    pub fn encode_pieces(&mut self, batch: &RecordBatch) -> Result<Vec<Buffer>, ArrowError> {
         if batch.schema().fields() != self.schema.fields() {
             return Err(ArrowError::SchemaError(format!(
                 "batch schema {} does not match the declared schema {}",
@@ -69,18 +93,39 @@ impl BatchEncoder {
                 self.schema
             )));
         }
-        let sink = self.writer.get_mut();
-        debug_assert!(sink.is_empty());
-        sink.reserve(batch.get_array_memory_size() + 1024);
-        self.writer.write(batch)?;
-        Ok(std::mem::take(self.writer.get_mut()))
+        let mut pieces = self.encoder.encode(batch)?;
+        if self.schema_prefix > 0 {
+            // The first encoding starts with the schema message, already sent.
+            let mut dropped = 0;
+            let mut count = 0;
+            while dropped < self.schema_prefix && count < pieces.len() {
+                dropped += pieces[count].len();
+                count += 1;
+            }
+            if dropped != self.schema_prefix {
+                return Err(ArrowError::IpcError(
+                    "the IPC encoder did not start its stream with the schema message".into(),
+                ));
+            }
+            pieces.drain(..count);
+            self.schema_prefix = 0;
+        }
+        Ok(pieces)
     }
 }
 
 /// Decodes the payloads of one stream, each into exactly one batch of the stream's schema.
 pub struct BatchDecoder {
-    decoder: StreamDecoder,
+    decoder: Decoder,
     schema: SchemaRef,
+}
+
+enum Decoder {
+    /// Arrow's stream decoder, validating everything.
+    Validating(StreamDecoder),
+    /// Reads the messages itself so that it can skip the validation of buffer contents (Arrow's
+    /// `StreamDecoder` skips it for dictionaries only). Keeps the stream's dictionaries.
+    Trusted(HashMap<i64, ArrayRef>),
 }
 
 impl BatchDecoder {
@@ -95,7 +140,29 @@ impl BatchDecoder {
                 "expected a schema message alone, found more after it".into(),
             ));
         }
-        Ok(Self { decoder, schema })
+        Ok(Self {
+            decoder: Decoder::Validating(decoder),
+            schema,
+        })
+    }
+
+    /// A decoder for the stream that `schema_message` starts, which checks the framing of each
+    /// payload and its buffers' bounds, but neither their contents (offsets, UTF-8, null counts)
+    /// nor that the batch's layout matches the schema:
+    /// for payloads from a party that produced them from valid arrays or has validated them.
+    /// Plugins decode their input with it, since the host validated (or built) every batch it
+    /// sends; the host never uses it on what a plugin returns.
+    ///
+    /// # Safety
+    /// Every payload given to [`decode`](Self::decode) must hold valid Arrow data for the schema
+    /// (as any [`BatchEncoder`] of this schema produces). Invalid data makes later reads of the
+    /// decoded arrays undefined behaviour.
+    pub unsafe fn new_trusted(schema_message: &[u8]) -> Result<Self, ArrowError> {
+        let schema = Arc::new(decode_schema(schema_message)?);
+        Ok(Self {
+            decoder: Decoder::Trusted(HashMap::new()),
+            schema,
+        })
     }
 
     /// A decoder for a stream of `schema`.
@@ -111,9 +178,21 @@ impl BatchDecoder {
     /// Decodes one payload. It must hold exactly one record batch (after any dictionaries) and
     /// nothing else. Buffers are validated, and shared with `payload` where aligned.
     pub fn decode(&mut self, payload: Vec<u8>) -> Result<RecordBatch, ArrowError> {
+        self.decode_buffer(Buffer::from_vec(payload))
+    }
+
+    /// [`decode`](Self::decode) for a payload already in a [`Buffer`]; the batch's arrays share
+    /// its memory where aligned, so a clone of `payload` kept by the caller costs nothing.
+    pub fn decode_buffer(&mut self, payload: Buffer) -> Result<RecordBatch, ArrowError> {
+        let decoder = match &mut self.decoder {
+            Decoder::Validating(decoder) => decoder,
+            Decoder::Trusted(dictionaries) => {
+                return decode_trusted(payload, &self.schema, dictionaries);
+            }
+        };
         let len = payload.len();
-        let mut buffer = Buffer::from_vec(payload);
-        let batch = self.decoder.decode(&mut buffer)?.ok_or_else(|| {
+        let mut buffer = payload;
+        let batch = decoder.decode(&mut buffer)?.ok_or_else(|| {
             ArrowError::IpcError(format!(
                 "payload of {len} bytes holds no complete record batch"
             ))
@@ -133,6 +212,94 @@ impl BatchDecoder {
         }
         Ok(batch)
     }
+}
+
+/// Decodes one payload (dictionary batches, then one record batch) without validating buffer
+/// contents. The framing, the flatbuffer metadata and buffer bounds are still checked.
+fn decode_trusted(
+    payload: Buffer,
+    schema: &SchemaRef,
+    dictionaries: &mut HashMap<i64, ArrayRef>,
+) -> Result<RecordBatch, ArrowError> {
+    let error = |message: String| ArrowError::IpcError(message);
+    // Arrow's `UnsafeFlag`, named through the method that takes it (its crate, arrow-data, is
+    // not a dependency of ours).
+    fn flag_of<'a, F: Default>(_: fn(RecordBatchDecoder<'a>, F) -> RecordBatchDecoder<'a>) -> F {
+        F::default()
+    }
+    let mut skip_validation = flag_of(RecordBatchDecoder::with_skip_validation);
+    // SAFETY: only reachable through `BatchDecoder::new_trusted`, whose caller promises valid
+    // payloads.
+    unsafe { skip_validation.set(true) };
+    let mut offset = 0;
+    while offset < payload.len() {
+        let bytes = &payload[offset..];
+        if bytes.len() < 8 || bytes[..4] != [0xff; 4] {
+            return Err(error(format!(
+                "expected an IPC message at byte {offset} of the payload"
+            )));
+        }
+        let metadata_len = i32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
+        let metadata_end = usize::try_from(metadata_len)
+            .ok()
+            .filter(|len| *len > 0)
+            .map(|len| 8 + len)
+            .filter(|end| *end <= bytes.len())
+            .ok_or_else(|| error(format!("bad IPC message length at byte {offset}")))?;
+        let message = arrow_ipc::root_as_message(&bytes[8..metadata_end])
+            .map_err(|e| error(format!("unreadable IPC message at byte {offset}: {e}")))?;
+        let body_len = usize::try_from(message.bodyLength())
+            .ok()
+            .filter(|len| metadata_end + len <= bytes.len())
+            .ok_or_else(|| error(format!("IPC message body at byte {offset} is truncated")))?;
+        let body = payload.slice_with_length(offset + metadata_end, body_len);
+        offset += metadata_end + body_len;
+        match message.header_type() {
+            MessageHeader::DictionaryBatch => {
+                let dictionary = message
+                    .header_as_dictionary_batch()
+                    .ok_or_else(|| error("unreadable dictionary batch".into()))?;
+                read_dictionary_impl(
+                    &body,
+                    dictionary,
+                    schema,
+                    dictionaries,
+                    &message.version(),
+                    false,
+                    skip_validation.clone(),
+                )?;
+            }
+            MessageHeader::RecordBatch => {
+                let header = message
+                    .header_as_record_batch()
+                    .ok_or_else(|| error("unreadable record batch".into()))?;
+                if offset != payload.len() {
+                    return Err(error(format!(
+                        "payload holds {} bytes after its record batch; expected exactly one batch",
+                        payload.len() - offset
+                    )));
+                }
+                return RecordBatchDecoder::try_new(
+                    &body,
+                    header,
+                    schema.clone(),
+                    dictionaries,
+                    &message.version(),
+                )?
+                .with_skip_validation(skip_validation)
+                .read_record_batch();
+            }
+            other => {
+                return Err(error(format!(
+                    "unexpected IPC message {other:?} in a batch payload"
+                )));
+            }
+        }
+    }
+    Err(error(format!(
+        "payload of {} bytes holds no complete record batch",
+        payload.len()
+    )))
 }
 
 #[cfg(test)]
@@ -163,6 +330,48 @@ mod tests {
             let payload = encoder.encode(&input).unwrap();
             assert_eq!(decoder.decode(payload).unwrap(), input);
         }
+    }
+
+    #[test]
+    fn pieces_concatenate_to_the_stream_writers_encoding() {
+        let input = batch();
+        let sliced = input.slice(1, 2);
+        let mut writer = StreamWriter::try_new(Vec::new(), &input.schema()).unwrap();
+        let schema_message = std::mem::take(writer.get_mut());
+        let (mut encoder, message) = BatchEncoder::new(input.schema()).unwrap();
+        assert_eq!(message, schema_message);
+        for batch in [&input, &input, &sliced, &input] {
+            writer.write(batch).unwrap();
+            let expected = std::mem::take(writer.get_mut());
+            let pieces = encoder.encode_pieces(batch).unwrap();
+            let bytes: Vec<u8> = pieces.iter().flat_map(|p| p.iter().copied()).collect();
+            assert_eq!(bytes, expected);
+        }
+    }
+
+    #[test]
+    fn trusted_decoder_reads_what_the_encoder_wrote() {
+        let input = batch();
+        let (mut encoder, schema_message) = BatchEncoder::new(input.schema()).unwrap();
+        // SAFETY: every payload comes from `encoder`.
+        let mut decoder = unsafe { BatchDecoder::new_trusted(&schema_message) }.unwrap();
+        for _ in 0..3 {
+            let payload = encoder.encode(&input).unwrap();
+            assert_eq!(decoder.decode(payload).unwrap(), input);
+        }
+        let payload = encoder.encode(&input).unwrap();
+        assert!(
+            decoder
+                .decode(payload[..payload.len() / 2].to_vec())
+                .is_err()
+        );
+        let payload = encoder.encode(&input).unwrap();
+        let twice = [payload.clone(), payload].concat();
+        let err = decoder.decode(twice).unwrap_err().to_string();
+        assert!(err.contains("after its record batch"), "{err}");
+        // The framing is still checked.
+        assert!(decoder.decode(vec![0xff; 64]).is_err());
+        assert!(decoder.decode(vec![0; 7]).is_err());
     }
 
     #[test]

@@ -16,10 +16,31 @@ pub struct Session<T: Transform> {
 
 impl<T: Transform> Session<T> {
     /// Opens `T` with a JSON config and an IPC input schema; returns the output schema message.
+    /// Input payloads are fully validated.
     pub fn open(config: &str, input_schema: &[u8]) -> Result<(Self, Vec<u8>), Error> {
-        let config = parse_config::<T>(config)?;
         let input = BatchDecoder::new(input_schema)
             .map_err(|e| Error::internal(format!("undecodable input schema: {e}")))?;
+        Self::open_with(config, input)
+    }
+
+    /// Like [`open`](Self::open), but input payloads are not re-validated (only their framing
+    /// is checked): the component uses it, because the host sends only batches it encoded from
+    /// valid arrays of the schema it gave.
+    ///
+    /// # Safety
+    /// Every payload given to [`process`](Self::process) must hold valid Arrow data.
+    pub unsafe fn open_trusting_input(
+        config: &str,
+        input_schema: &[u8],
+    ) -> Result<(Self, Vec<u8>), Error> {
+        // SAFETY: passed on to the caller.
+        let input = unsafe { BatchDecoder::new_trusted(input_schema) }
+            .map_err(|e| Error::internal(format!("undecodable input schema: {e}")))?;
+        Self::open_with(config, input)
+    }
+
+    fn open_with(config: &str, input: BatchDecoder) -> Result<(Self, Vec<u8>), Error> {
+        let config = parse_config::<T>(config)?;
         let transform = T::open(config, input.schema().clone())?;
         let (output, schema_message) = BatchEncoder::new(transform.output_schema())?;
         Ok((
@@ -125,7 +146,10 @@ pub mod guest {
             if slot.is_some() {
                 return Err(Error::internal("open called twice on one instance").into());
             }
-            let (session, schema) = Session::open(config, input_schema)?;
+            // SAFETY: the host encodes every batch it sends from valid arrays of the schema it
+            // gave (the contract in wit/plugin.wit). Were it not so, only this sandboxed
+            // instance's own memory would be at stake.
+            let (session, schema) = unsafe { Session::open_trusting_input(config, input_schema)? };
             *slot = Some(session);
             Ok(schema)
         }

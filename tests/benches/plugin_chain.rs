@@ -3,7 +3,12 @@
 //! side by side in one run. Prints rows/s for each, the Wasm/native ratio, and the mean time to
 //! instantiate a warm plugin instance.
 //!
-//! `cargo bench -p weir-tests --bench plugin_chain` (rows: `WEIR_BENCH_ROWS`, default 10 million).
+//! To show where the time goes, it then runs each plugin of the chain alone (Wasm vs native, on the
+//! batches the previous steps produce) and the `echo` guest, which returns its input unchanged: its
+//! time per batch is the pure cost of the boundary (IPC both ways, the copies, the validation).
+//!
+//! `cargo bench -p weir-tests --bench plugin_chain` (rows: `WEIR_BENCH_ROWS`, default 10 million;
+//! `WEIR_BENCH_STAGES=0` skips the per-plugin figures).
 //! Targets: ratio ≥ 0.8 (aim 0.9); warm instantiation ≤ 50 µs; a cached load compiles nothing.
 
 use std::sync::Arc;
@@ -66,15 +71,15 @@ fn generate(rows: usize) -> Vec<RecordBatch> {
 }
 
 /// Rows out and a checksum of the output, so both runs can be checked against each other.
-#[derive(Debug, PartialEq)]
+/// Each output batch is summed and dropped as it comes, as a writer would consume it.
+#[derive(Debug, Default, PartialEq)]
 struct Outcome {
     rows: usize,
     checksum: u64,
 }
 
-fn checksum(batches: &[RecordBatch]) -> Outcome {
-    let mut sum = 0u64;
-    for batch in batches {
+impl Outcome {
+    fn add(&mut self, batch: RecordBatch) {
         let masked = batch
             .column_by_name("user_id")
             .unwrap()
@@ -82,14 +87,12 @@ fn checksum(batches: &[RecordBatch]) -> Outcome {
             .downcast_ref::<StringArray>()
             .unwrap();
         for value in masked.iter().flatten().step_by(97) {
-            sum = sum
+            self.checksum = self
+                .checksum
                 .wrapping_mul(31)
                 .wrapping_add(value.bytes().map(u64::from).sum::<u64>());
         }
-    }
-    Outcome {
-        rows: batches.iter().map(RecordBatch::num_rows).sum(),
-        checksum: sum,
+        self.rows += batch.num_rows();
     }
 }
 
@@ -103,16 +106,17 @@ fn run_native(input: &[RecordBatch]) -> (Duration, Outcome) {
         mask.output_schema(),
     )
     .unwrap();
-    let mut out = Vec::with_capacity(input.len());
+    let mut outcome = Outcome::default();
     for batch in input {
         for filtered in filter.process(batch.clone()).unwrap() {
             for masked in mask.process(filtered).unwrap() {
-                out.extend(derive.process(masked).unwrap());
+                for derived in derive.process(masked).unwrap() {
+                    outcome.add(derived);
+                }
             }
         }
     }
-    let elapsed = started.elapsed();
-    (elapsed, checksum(&out))
+    (started.elapsed(), outcome)
 }
 
 fn run_wasm(runtime: &Runtime, paths: [&str; 3], input: &[RecordBatch]) -> (Duration, Outcome) {
@@ -128,7 +132,7 @@ fn run_wasm(runtime: &Runtime, paths: [&str; 3], input: &[RecordBatch]) -> (Dura
         schema = instance.open(config, schema).unwrap();
         chain.push(instance);
     }
-    let mut out = Vec::with_capacity(input.len());
+    let mut outcome = Outcome::default();
     for batch in input {
         let mut batches = vec![batch.clone()];
         for instance in &mut chain {
@@ -137,10 +141,93 @@ fn run_wasm(runtime: &Runtime, paths: [&str; 3], input: &[RecordBatch]) -> (Dura
                 .flat_map(|b| instance.process(b).unwrap())
                 .collect();
         }
-        out.extend(batches);
+        for batch in batches {
+            outcome.add(batch);
+        }
     }
-    let elapsed = started.elapsed();
-    (elapsed, checksum(&out))
+    (started.elapsed(), outcome)
+}
+
+/// One plugin alone, natively: the batches it returns and the time it took.
+fn stage_native<T: Transform>(config: &str, input: &[RecordBatch]) -> (Duration, Vec<RecordBatch>) {
+    let started = Instant::now();
+    let mut transform = T::open(parse_config::<T>(config).unwrap(), input[0].schema()).unwrap();
+    let mut out = Vec::with_capacity(input.len());
+    for batch in input {
+        out.extend(transform.process(batch.clone()).unwrap());
+    }
+    out.extend(transform.finish().unwrap());
+    (started.elapsed(), out)
+}
+
+/// One plugin alone, as Wasm: the batches it returns and the time it took.
+fn stage_wasm(
+    runtime: &Runtime,
+    path: &str,
+    config: &str,
+    input: &[RecordBatch],
+) -> (Duration, Vec<RecordBatch>) {
+    let plugin = runtime.load_file(path.as_ref()).unwrap();
+    let started = Instant::now();
+    let mut instance = plugin.instantiate().unwrap();
+    instance.open(config, input[0].schema()).unwrap();
+    let mut out = Vec::with_capacity(input.len());
+    for batch in input {
+        out.extend(instance.process(batch).unwrap());
+    }
+    out.extend(instance.finish().unwrap());
+    (started.elapsed(), out)
+}
+
+/// Best of three alternating rounds of one plugin alone; checks both give the same batches.
+fn stage<T: Transform>(
+    runtime: &Runtime,
+    name: &str,
+    path: &str,
+    config: &str,
+    input: &[RecordBatch],
+) -> Vec<RecordBatch> {
+    let rows: usize = input.iter().map(RecordBatch::num_rows).sum();
+    let (mut native, mut wasm) = (Duration::MAX, Duration::MAX);
+    let mut output = Vec::new();
+    for _ in 0..3 {
+        let (n, native_out) = stage_native::<T>(config, input);
+        let (w, wasm_out) = stage_wasm(runtime, path, config, input);
+        assert!(
+            native_out == wasm_out,
+            "{name}: Wasm and native outputs differ"
+        );
+        native = native.min(n);
+        wasm = wasm.min(w);
+        output = native_out;
+    }
+    let per_batch = |d: Duration| d.as_secs_f64() * 1e6 / input.len() as f64;
+    println!(
+        "  {name:<7} {rows:>9} rows in: native {:>8.0} µs/batch, wasm {:>8.0} µs/batch (+{:>6.0}), ratio {:.3}",
+        per_batch(native),
+        per_batch(wasm),
+        per_batch(wasm) - per_batch(native),
+        native.as_secs_f64() / wasm.as_secs_f64()
+    );
+    output
+}
+
+/// The boundary alone: the echo guest returns its input unchanged.
+fn echo(runtime: &Runtime, input: &[RecordBatch], native_chain: Duration) {
+    let mut wasm = Duration::MAX;
+    for _ in 0..3 {
+        let (w, out) = stage_wasm(runtime, weir_tests::GUESTS_ECHO, "{}", input);
+        assert!(out == input, "echo changed its input");
+        wasm = wasm.min(w);
+    }
+    let bytes: usize = input.iter().map(RecordBatch::get_array_memory_size).sum();
+    let per_batch = wasm.as_secs_f64() * 1e6 / input.len() as f64;
+    println!(
+        "  echo    (boundary only, {:.1} MiB/batch): {per_batch:>8.0} µs/batch, {:.2} GiB/s; {:.0}% of a native chain batch",
+        bytes as f64 / input.len() as f64 / (1 << 20) as f64,
+        bytes as f64 / wasm.as_secs_f64() / (1u64 << 30) as f64,
+        100.0 * wasm.as_secs_f64() / native_chain.as_secs_f64()
+    );
 }
 
 fn main() {
@@ -151,10 +238,23 @@ fn main() {
     println!("generating {rows} rows in {BATCH_ROWS}-row batches…");
     let input = generate(rows);
     let paths = [weir_tests::FILTER, weir_tests::MASK, weir_tests::DERIVE];
+    if std::env::var_os("WEIR_BENCH_ECHO_ONLY").is_some() {
+        // For profiling the boundary alone.
+        let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
+        for _ in 0..5 {
+            echo(&runtime, &input, Duration::from_secs(1));
+        }
+        return;
+    }
 
+    // `WEIR_BENCH_CACHE_DIR` keeps compiled code across runs while profiling (then the first
+    // load below compiles nothing either).
     let cache = tempfile::tempdir().unwrap();
+    let cache_dir = std::env::var_os("WEIR_BENCH_CACHE_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| cache.path().to_path_buf());
     let config = || RuntimeConfig {
-        cache_dir: Some(cache.path().to_path_buf()),
+        cache_dir: Some(cache_dir.clone()),
         ..RuntimeConfig::default()
     };
     let compiling = Runtime::new(config()).unwrap();
@@ -191,6 +291,15 @@ fn main() {
         );
         native = native.min(n);
         wasm = wasm.min(w);
+    }
+
+    if std::env::var("WEIR_BENCH_STAGES").as_deref() != Ok("0") {
+        println!();
+        println!("each plugin alone (best of 3; input = the previous steps' output):");
+        let filtered = stage::<Filter>(&runtime, "filter", weir_tests::FILTER, FILTER, &input);
+        let masked = stage::<Mask>(&runtime, "mask", weir_tests::MASK, MASK, &filtered);
+        stage::<Derive>(&runtime, "derive", weir_tests::DERIVE, DERIVE, &masked);
+        echo(&runtime, &filtered, native);
     }
 
     let filter = runtime.load_file(weir_tests::FILTER.as_ref()).unwrap();

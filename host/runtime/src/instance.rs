@@ -2,18 +2,26 @@
 //!
 //! An instance moves Fresh → Open → Finished. Any failure moves it to Failed for good: a trapped
 //! or limit-hit instance may hold corrupt state, so it is never called again.
+//!
+//! Copies on the data path. In: the batch is IPC-encoded into pieces that share its buffers (no
+//! copy) and gathered straight into the guest's memory (one copy); the guest decodes it in place
+//! without re-validating it (the host built it from valid arrays). Out: the guest IPC-encodes
+//! its output (one copy), the host lifts it out of guest memory (one copy) and decodes it in
+//! place with full validation.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
+use wasmtime::component::Func;
 use wasmtime::{Store, Trap};
 use weir_sdk::ipc::{BatchDecoder, BatchEncoder};
 
 use crate::bindings::Plugin as Bindings;
 use crate::bindings::exports::weir::plugin::transform as wit;
 use crate::error::{Call, ErrorKind, PluginError};
+use crate::gather::{Gather, Payloads};
 use crate::runtime::PluginInner;
 use crate::sandbox::HostState;
 use crate::{Limits, Metadata};
@@ -36,6 +44,9 @@ pub struct PluginInstance {
     limits: Limits,
     store: Store<HostState>,
     bindings: Bindings,
+    /// The `process` and `finish` exports, called through [`Gather`] and [`Payloads`].
+    process: Func,
+    finish: Func,
     state: State,
     batches: u64,
     cpu_used: Duration,
@@ -58,7 +69,21 @@ impl PluginInstance {
         store.limiter(|state| &mut state.limiter);
         store.epoch_deadline_trap();
         store.set_epoch_deadline(ticks(limits.batch_cpu, plugin.epoch_tick));
-        let bindings = plugin.pre.instantiate(&mut store).map_err(|e| {
+        let instantiated = plugin
+            .pre
+            .instance_pre()
+            .instantiate(&mut store)
+            .and_then(|instance| {
+                let bindings = plugin.indices.load(&mut store, &instance)?;
+                let process = instance
+                    .get_func(&mut store, plugin.process_index)
+                    .ok_or_else(|| wasmtime::format_err!("no `process` export"))?;
+                let finish = instance
+                    .get_func(&mut store, plugin.finish_index)
+                    .ok_or_else(|| wasmtime::format_err!("no `finish` export"))?;
+                Ok((bindings, process, finish))
+            });
+        let (bindings, process, finish) = instantiated.map_err(|e| {
             let message = format!("{e:#}");
             let kind = if message.contains("concurrent") {
                 ErrorKind::Capacity(plugin.max_instances)
@@ -72,6 +97,8 @@ impl PluginInstance {
             limits,
             store,
             bindings,
+            process,
+            finish,
             state: State::Fresh,
             batches: 0,
             cpu_used: Duration::ZERO,
@@ -135,14 +162,17 @@ impl PluginInstance {
         let State::Open { input, .. } = &mut self.state else {
             return Err(self.not_open(Call::Process));
         };
-        let payload = match input.encode(batch) {
-            Ok(payload) => payload,
+        let pieces = match input.encode_pieces(batch) {
+            Ok(pieces) => pieces,
             Err(e) => {
                 return Err(self.protocol(Call::Process, &format!("input batch {index}: {e}")));
             }
         };
-        let result = self.call(Call::Process, |store, b| {
-            b.weir_plugin_transform().call_process(store, &payload)
+        let process = self.process;
+        let result = self.call(Call::Process, |store, _| {
+            let typed = process.typed::<(Gather<'_>,), (Result<Payloads, wit::Error>,)>(&*store)?;
+            let (result,) = typed.call(store, (Gather { pieces: &pieces },))?;
+            Ok(result)
         });
         self.outputs(Call::Process, result)
             .map_err(|e| e.on_batch(index))
@@ -153,8 +183,11 @@ impl PluginInstance {
         if !matches!(self.state, State::Open { .. }) {
             return Err(self.not_open(Call::Finish));
         }
-        let result = self.call(Call::Finish, |store, b| {
-            b.weir_plugin_transform().call_finish(store)
+        let finish = self.finish;
+        let result = self.call(Call::Finish, |store, _| {
+            let typed = finish.typed::<(), (Result<Payloads, wit::Error>,)>(&*store)?;
+            let (result,) = typed.call(store, ())?;
+            Ok(result)
         });
         let batches = self.outputs(Call::Finish, result)?;
         self.state = State::Finished;
@@ -175,9 +208,9 @@ impl PluginInstance {
     fn outputs(
         &mut self,
         call: Call,
-        result: Result<Result<Vec<Vec<u8>>, wit::Error>, PluginError>,
+        result: Result<Result<Payloads, wit::Error>, PluginError>,
     ) -> Result<Vec<RecordBatch>, PluginError> {
-        let payloads = self.reported(call, result?)?;
+        let Payloads(payloads) = self.reported(call, result?)?;
         let bytes: u64 = payloads.iter().map(|p| p.len() as u64).sum();
         if bytes > self.limits.max_output_bytes {
             return Err(self.fail(
@@ -197,7 +230,7 @@ impl PluginInstance {
         let mut rows = 0u64;
         let mut violation = None;
         for (i, payload) in payloads.into_iter().enumerate() {
-            match output.decode(payload) {
+            match output.decode_buffer(payload) {
                 Ok(batch) => {
                     rows += batch.num_rows() as u64;
                     batches.push(batch);

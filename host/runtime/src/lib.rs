@@ -28,6 +28,7 @@
 
 mod cache;
 mod error;
+mod gather;
 mod instance;
 mod limits;
 mod runtime;

@@ -8,10 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::{Component, ComponentExportIndex, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use crate::bindings::PluginPre;
+use crate::bindings::{PluginIndices, PluginPre};
 use crate::cache::CodeCache;
 use crate::error::{Call, ErrorKind, PluginError};
 use crate::instance::PluginInstance;
@@ -27,6 +27,9 @@ const PROVIDED_IMPORTS: &[&str] = &[
     "wasi:filesystem/",
     "wasi:sockets/",
 ];
+
+/// The interface a plugin exports.
+const TRANSFORM: &str = "weir:plugin/transform@0.1.0";
 
 /// Which plugin: the name and version it reports, and the sha256 of its component.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -214,8 +217,21 @@ impl Runtime {
                 import: format!("{e:#}"),
             })
         })?;
-        let pre =
-            PluginPre::new(pre).map_err(|e| load_error(ErrorKind::NotAPlugin(format!("{e:#}"))))?;
+        let not_a_plugin = |e: wasmtime::Error| load_error(ErrorKind::NotAPlugin(format!("{e:#}")));
+        let indices = PluginIndices::new(&pre).map_err(not_a_plugin)?;
+        let export = |name: &str| {
+            component
+                .get_export_index(None, TRANSFORM)
+                .and_then(|transform| component.get_export_index(Some(&transform), name))
+                .ok_or_else(|| {
+                    load_error(ErrorKind::NotAPlugin(format!(
+                        "no `{name}` function in an export `{TRANSFORM}`"
+                    )))
+                })
+        };
+        let process_index = export("process")?;
+        let finish_index = export("finish")?;
+        let pre = PluginPre::new(pre).map_err(not_a_plugin)?;
 
         let mut plugin = Plugin(Arc::new(PluginInner {
             id: PluginId {
@@ -227,6 +243,9 @@ impl Runtime {
             imports,
             exports,
             pre,
+            indices,
+            process_index,
+            finish_index,
             engine: self.engine.clone(),
             limits: self.limits.clone(),
             epoch_tick: self.epoch_tick,
@@ -272,6 +291,9 @@ pub(crate) struct PluginInner {
     imports: Vec<String>,
     exports: Vec<String>,
     pub(crate) pre: PluginPre<HostState>,
+    pub(crate) indices: PluginIndices,
+    pub(crate) process_index: ComponentExportIndex,
+    pub(crate) finish_index: ComponentExportIndex,
     pub(crate) engine: Engine,
     pub(crate) limits: Limits,
     pub(crate) epoch_tick: Duration,
