@@ -45,33 +45,47 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
-/// Median latency of committing `n` files (one fresh table per repetition, after a warm-up commit).
-async fn weir_commit(root: &std::path::Path, n: usize, reps: usize) -> Duration {
-    let mut times = Vec::new();
-    for r in 0..reps {
-        let url = root
-            .join(format!("weir-{n}-{r}"))
-            .to_str()
-            .expect("utf8")
-            .to_string();
-        let table = create(&url, 1_000_000).await;
-        table
-            .commit()
-            .add_files(files(1, "warm"))
-            .await
-            .expect("warm-up");
-        let batch = files(n, "job");
-        let start = Instant::now();
-        table
-            .commit()
-            .job("job", 1)
-            .mode(Mode::Append)
-            .add_files(batch)
-            .await
-            .expect("commit");
-        times.push(start.elapsed());
+/// Latency of committing `n` files to a fresh table (after a warm-up commit).
+async fn weir_commit(root: &std::path::Path, n: usize, rep: usize) -> Duration {
+    let url = root
+        .join(format!("weir-{n}-{rep}"))
+        .to_str()
+        .expect("utf8")
+        .to_string();
+    let table = create(&url, 1_000_000).await;
+    table
+        .commit()
+        .add_files(files(1, "warm"))
+        .await
+        .expect("warm-up");
+    let batch = files(n, "job");
+    let start = Instant::now();
+    table
+        .commit()
+        .job("job", 1)
+        .mode(Mode::Append)
+        .add_files(batch)
+        .await
+        .expect("commit");
+    start.elapsed()
+}
+
+/// Median latencies of 10-file and 10,000-file commits, interleaved so both see the same
+/// machine load (`WEIR_BENCH_REPS` 10,000-file commits, default 15, and three times as many
+/// 10-file ones).
+async fn weir_commits(root: &std::path::Path) -> (Duration, Duration) {
+    let reps = std::env::var("WEIR_BENCH_REPS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(15);
+    let (mut small, mut large) = (Vec::new(), Vec::new());
+    for rep in 0..reps {
+        for i in 0..3 {
+            small.push(weir_commit(root, 10, rep * 3 + i).await);
+        }
+        large.push(weir_commit(root, 10_000, rep).await);
     }
-    median(times)
+    (median(small), median(large))
 }
 
 /// Median latency of a rename-based job commit of `n` task files of 1 KiB.
@@ -109,13 +123,19 @@ async fn rename_commit(root: &std::path::Path, n: usize, reps: usize) -> Duratio
     median(times)
 }
 
-/// Builds a table with `versions` commits, one file each; returns its URL.
+/// Builds a table with `versions` commits, one file each; returns its URL. A complete table left
+/// in `root` by an earlier run (with `WEIR_BENCH_DIR`) is reused.
 async fn table_with_versions(root: &std::path::Path, versions: usize, overwrite: bool) -> String {
     let url = root
         .join(format!("log-{versions}-{overwrite}"))
         .to_str()
         .expect("utf8")
         .to_string();
+    if let Ok(table) = Table::open(Store::from_url(&url).expect("store")).await
+        && table.snapshot().version() == versions as i64 - 1
+    {
+        return url;
+    }
     let table = create(&url, 10).await;
     for i in 0..versions - 1 {
         let mut f = files(1, &format!("v{i}"));
@@ -160,36 +180,59 @@ fn ms(d: Duration) -> f64 {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
+    // `cargo bench --bench commit -- commit` (or `load`) runs one half; default both. `weir` runs
+    // only Weir's commits (no rename baseline), for profiling.
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let run = |section: &str| args.is_empty() || args.iter().any(|a| a == section);
+    // WEIR_BENCH_DIR keeps the (slow to build) logs between runs; default a fresh temp dir.
     let dir = tempfile::tempdir().expect("tempdir");
-    let root = dir.path();
-    println!("weir-manifest benchmark on file:// ({})", root.display());
+    let kept = std::env::var_os("WEIR_BENCH_DIR").map(std::path::PathBuf::from);
+    println!(
+        "weir-manifest benchmark on file:// ({})",
+        dir.path().display()
+    );
+    if run("commit") || run("weir") {
+        commits(dir.path(), run("commit")).await;
+    }
+    if run("load") {
+        loads(kept.as_deref().unwrap_or(dir.path())).await;
+    }
+}
 
-    let c10 = weir_commit(root, 10, 15).await;
-    let c10k = weir_commit(root, 10_000, 5).await;
-    let r10 = rename_commit(root, 10, 5).await;
-    let r10k = rename_commit(root, 10_000, 3).await;
+async fn commits(root: &std::path::Path, with_rename: bool) {
+    let (c10, c10k) = weir_commits(root).await;
     println!("\ncommit latency (median):");
     println!(
         "  weir   10 files: {:9.3} ms   10,000 files: {:9.3} ms",
         ms(c10),
         ms(c10k)
     );
+    let scale = c10k.as_secs_f64() / c10.as_secs_f64();
+    println!(
+        "  weir 10k / weir 10        = {scale:8.2}x  (target <= 3x):  {}",
+        verdict(scale <= 3.0)
+    );
+    if !with_rename {
+        return;
+    }
+    let r10 = rename_commit(root, 10, 5).await;
+    let r10k = rename_commit(root, 10_000, 3).await;
     println!(
         "  rename 10 files: {:9.3} ms   10,000 files: {:9.3} ms",
         ms(r10),
         ms(r10k)
     );
-    let scale = c10k.as_secs_f64() / c10.as_secs_f64();
     let speedup = r10k.as_secs_f64() / c10k.as_secs_f64();
-    println!(
-        "  weir 10k / weir 10        = {scale:8.2}x  (target <= 3x):  {}",
-        verdict(scale <= 3.0)
-    );
     println!(
         "  rename 10k / weir 10k     = {speedup:8.2}x  (target >= 20x): {}",
         verdict(speedup >= 20.0)
     );
+}
 
+async fn loads(root: &std::path::Path) {
     println!("\nbuilding logs (10 and 10,000 versions, checkpoint every 10)...");
     let small = table_with_versions(root, 10, false).await;
     let large = table_with_versions(root, 10_000, false).await;

@@ -137,8 +137,8 @@ pub(crate) fn encode(snapshot: &Snapshot) -> Result<Bytes> {
 /// Writes the checkpoint of `snapshot` and points `_last_checkpoint` at it.
 pub(crate) async fn write(store: &Store, snapshot: &Snapshot) -> Result<()> {
     let bytes = encode(snapshot)?;
-    let rows = (snapshot.file_count() + snapshot.tombstones().count() + snapshot.txns().count() + 2)
-        as i64;
+    let rows =
+        (snapshot.file_count() + snapshot.tombstone_count() + snapshot.txns().count() + 2) as i64;
     match store
         .put_create(&checkpoint_key(snapshot.version()), bytes)
         .await
@@ -188,7 +188,7 @@ pub(crate) fn decode(bytes: Bytes) -> Result<LogReplay, String> {
             match action {
                 // In a checkpoint a remove is only a tombstone; it never hides an add.
                 Action::Remove(remove) => {
-                    replay.tombstones.insert(remove.path.clone(), remove);
+                    replay.tombstones.insert(remove);
                 }
                 action => replay.apply(action),
             }
@@ -247,7 +247,7 @@ mod fast {
     use arrow_array::types::Int64Type;
     use arrow_array::{Array, ArrayRef, MapArray, StructArray};
 
-    use crate::actions::{Action, Add, PartitionValues, Remove};
+    use crate::actions::{Action, Add, PartitionValues, Remove, decode_path};
 
     fn map_at(map: &MapArray, row: usize) -> Option<Option<PartitionValues>> {
         if map.is_null(row) {
@@ -303,7 +303,7 @@ mod fast {
                 return None;
             }
             out.push(Action::Add(Add {
-                path: path.value(row).to_string(),
+                path: decode_path(path.value(row)).ok()?.into_owned(),
                 partition_values: map_at(pv, row)?.unwrap_or_default(),
                 size: size.value(row),
                 modification_time: mtime.value(row),
@@ -342,7 +342,7 @@ mod fast {
                 return None;
             }
             out.push(Action::Remove(Remove {
-                path: path.value(row).to_string(),
+                path: decode_path(path.value(row)).ok()?.into_owned(),
                 deletion_timestamp: (!deleted.is_null(row)).then(|| deleted.value(row)),
                 data_change: data_change.value(row),
                 extended_file_metadata: (!extended.is_null(row)).then(|| extended.value(row)),

@@ -7,11 +7,12 @@
 //! Losing the race (AlreadyExists) means rebase and retry with backoff. Any other PUT error is
 //! ambiguous: the version is read back and the transaction id decides whether the commit landed.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::future::IntoFuture;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use weir_store::object_store::PutPayload;
 
 use crate::actions::{self, Action, Add, CommitInfo, Metadata, PartitionValues, Remove, Txn};
 use crate::error::{Error, Result, fmt_millis};
@@ -185,7 +186,20 @@ impl<'a> CommitBuilder<'a> {
         self
     }
 
-    async fn run(self) -> Result<CommitOutcome> {
+    async fn run(mut self) -> Result<CommitOutcome> {
+        let now = now_ms();
+        // The adds are built once (moving each file's strings), serialised once, in the
+        // background while the attempt checks the table, and finally moved into the cached
+        // snapshot. Their log lines do not depend on the table state; only the few lines
+        // before them (commitInfo, txn, removes) are rebuilt per attempt.
+        let files = std::mem::take(&mut self.files);
+        let mut adds = Vec::with_capacity(files.len());
+        for file in files {
+            validate_path(&file.path)?;
+            adds.push(into_add(file, now));
+        }
+        let partitions = self.distinct_partitions(&adds);
+        let mut prepared = PreparedAdds::start(adds);
         let table = self.table;
         let store = table.store();
         let url = table.url();
@@ -216,21 +230,29 @@ impl<'a> CommitBuilder<'a> {
                     });
                 };
                 if commit_txn_id(&actions) == Some(txn_id.as_str()) {
-                    return Ok(self.outcome(version, txn_id, attempt, false, 0));
+                    let added = prepared.len();
+                    return Ok(self.outcome(version, txn_id, attempt, false, (added, 0)));
                 }
-                self.check_conflict(&snapshot, version, &actions, &url)?;
+                self.check_conflict(&snapshot, version, &actions, &url, &partitions)?;
             }
             checked_up_to = snapshot.version();
             if let Some((job, run)) = &self.job
                 && snapshot.app_version(job).is_some_and(|v| v >= *run)
             {
                 tracing::info!(%url, job, run, "job run already committed; nothing to do");
-                return Ok(self.outcome(snapshot.version(), txn_id, attempt, true, 0));
+                return Ok(self.outcome(snapshot.version(), txn_id, attempt, true, (0, 0)));
             }
-            let (actions, removed) = self.build_actions(&snapshot, &txn_id).await?;
+            let overwriting = match self.mode {
+                Mode::OverwritePartitions => Some(prepared.ready().await?.0),
+                Mode::Append => None,
+            };
+            let (actions, removed) = self
+                .build_actions(&snapshot, &txn_id, now, overwriting, &partitions)
+                .await?;
             let version = snapshot.version() + 1;
             drop(snapshot);
-            let bytes = Bytes::from(actions::to_ndjson(&actions));
+            let header = Bytes::from(actions::to_ndjson(&actions));
+            let bytes = PutPayload::from_iter([header, prepared.ready().await?.1.clone()]);
             failpoint::hit("before-log-put");
             let landed = match store.put_create(&commit_key(version), bytes).await {
                 Ok(_) => true,
@@ -251,9 +273,11 @@ impl<'a> CommitBuilder<'a> {
                 continue;
             }
             failpoint::hit("after-log-put");
-            let snapshot = table.apply_own_commit(version, actions)?;
+            let adds = prepared.into_adds().await?;
+            let added = adds.len();
+            let snapshot = table.apply_own_commit(version, actions, adds)?;
             self.after_commit(&snapshot, version).await;
-            return Ok(self.outcome(version, txn_id, attempt, false, removed));
+            return Ok(self.outcome(version, txn_id, attempt, false, (added, removed)));
         }
     }
 
@@ -263,14 +287,14 @@ impl<'a> CommitBuilder<'a> {
         txn_id: String,
         attempts: u32,
         already: bool,
-        removed: usize,
+        (added, removed): (usize, usize),
     ) -> CommitOutcome {
         CommitOutcome {
             version,
             txn_id,
             already_committed: already,
             attempts,
-            files_added: if already { 0 } else { self.files.len() },
+            files_added: if already { 0 } else { added },
             files_removed: removed,
         }
     }
@@ -292,13 +316,32 @@ impl<'a> CommitBuilder<'a> {
         }
     }
 
-    /// The partition paths this commit writes (added files plus explicit overwrites).
-    fn touched_partitions(&self, columns: &[String]) -> BTreeSet<String> {
-        self.files
+    /// The distinct partition values this commit writes (added files plus explicit overwrites),
+    /// each with a file that has them (for messages). Few, however many files there are.
+    fn distinct_partitions(&self, adds: &[Add]) -> Vec<(PartitionValues, Option<String>)> {
+        let mut seen: hashbrown::HashSet<&PartitionValues> = hashbrown::HashSet::new();
+        let mut out = Vec::new();
+        for add in adds {
+            if seen.insert(&add.partition_values) {
+                out.push((add.partition_values.clone(), Some(add.path.clone())));
+            }
+        }
+        for values in &self.overwrite {
+            if seen.insert(values) {
+                out.push((values.clone(), None));
+            }
+        }
+        out
+    }
+
+    /// The partition paths this commit writes.
+    fn touched_partitions(
+        columns: &[String],
+        partitions: &[(PartitionValues, Option<String>)],
+    ) -> BTreeSet<String> {
+        partitions
             .iter()
-            .map(|f| &f.partition_values)
-            .chain(self.overwrite.iter())
-            .map(|values| partition_path(columns, values))
+            .map(|(values, _)| partition_path(columns, values))
             .collect()
     }
 
@@ -309,6 +352,7 @@ impl<'a> CommitBuilder<'a> {
         version: i64,
         actions: &[Action],
         url: &str,
+        partitions: &[(PartitionValues, Option<String>)],
     ) -> Result<()> {
         let conflict = |reason: String| Error::Conflict {
             url: url.to_string(),
@@ -323,7 +367,7 @@ impl<'a> CommitBuilder<'a> {
             .and_then(|i| i.weir_job.clone().or_else(|| i.operation.clone()))
             .unwrap_or_else(|| "another writer".into());
         let columns = snapshot.partition_columns();
-        let ours = self.touched_partitions(columns);
+        let ours = Self::touched_partitions(columns, partitions);
         for action in actions {
             match action {
                 Action::Protocol(_) => {
@@ -367,16 +411,20 @@ impl<'a> CommitBuilder<'a> {
         Ok(())
     }
 
-    /// Validates against `snapshot` and builds the actions of the commit.
+    /// Validates against `snapshot` and builds the actions of the commit other than its adds.
     async fn build_actions(
         &self,
         snapshot: &Snapshot,
         txn_id: &str,
+        now: i64,
+        overwriting: Option<&[Add]>,
+        partitions: &[(PartitionValues, Option<String>)],
     ) -> Result<(Vec<Action>, usize)> {
-        let now = now_ms();
         let columns = snapshot.partition_columns().to_vec();
-        for file in &self.files {
-            validate_file(file, &columns)?;
+        for (values, file) in partitions {
+            if let Some(path) = file {
+                validate_partition_values(path, values, &columns)?;
+            }
         }
         let mut metadata = self.metadata.clone();
         if let Some(write) = &self.write_schema
@@ -386,7 +434,7 @@ impl<'a> CommitBuilder<'a> {
             m.schema_string = evolved.to_schema_string();
             metadata = Some(m);
         }
-        let touched = self.touched_partitions(&columns);
+        let touched = Self::touched_partitions(&columns, partitions);
         for partition in &touched {
             snapshot
                 .ownership()
@@ -394,7 +442,7 @@ impl<'a> CommitBuilder<'a> {
         }
         let epochs = self.check_epochs(snapshot, &touched).await?;
 
-        let mut actions = Vec::with_capacity(self.files.len() + 8);
+        let mut actions = Vec::with_capacity(8);
         let mut info = CommitInfo {
             timestamp: Some(now),
             operation: Some(self.operation.clone().unwrap_or_else(|| "WRITE".into())),
@@ -439,8 +487,8 @@ impl<'a> CommitBuilder<'a> {
             }));
         }
         let mut removed = 0;
-        if self.mode == Mode::OverwritePartitions {
-            let adding: BTreeSet<&str> = self.files.iter().map(|f| f.path.as_str()).collect();
+        if let Some(adds) = overwriting {
+            let adding: HashSet<&str> = adds.iter().map(|f| f.path.as_str()).collect();
             for add in snapshot.files() {
                 if adding.contains(add.path.as_str())
                     || !touched.contains(&snapshot.partition_of(add))
@@ -457,24 +505,6 @@ impl<'a> CommitBuilder<'a> {
                     size: Some(add.size),
                 }));
             }
-        }
-        for file in &self.files {
-            let stats = file
-                .stats
-                .clone()
-                .or_else(|| file.num_records.map(|n| format!("{{\"numRecords\":{n}}}")));
-            actions.push(Action::Add(Add {
-                path: file.path.clone(),
-                partition_values: columns
-                    .iter()
-                    .map(|c| (c.clone(), file.partition_values.get(c).cloned().flatten()))
-                    .collect(),
-                size: file.size,
-                modification_time: file.modification_time.unwrap_or(now),
-                data_change: true,
-                stats,
-                tags: None,
-            }));
         }
         Ok((actions, removed))
     }
@@ -544,24 +574,125 @@ impl<'a> CommitBuilder<'a> {
     }
 }
 
-fn validate_file(file: &AddFile, columns: &[String]) -> Result<()> {
-    if file.path.is_empty() || file.path.starts_with('/') || file.path.contains("://") {
+/// The `add` action of a data file: written once, straight from the file's own strings.
+fn into_add(file: AddFile, now: i64) -> Add {
+    let stats = file.stats.or_else(|| {
+        let n = file.num_records?;
+        let mut stats = String::with_capacity(32);
+        stats.push_str("{\"numRecords\":");
+        stats.push_str(itoa::Buffer::new().format(n));
+        stats.push('}');
+        Some(stats)
+    });
+    Add {
+        path: file.path,
+        partition_values: file.partition_values,
+        size: file.size,
+        modification_time: file.modification_time.unwrap_or(now),
+        data_change: true,
+        stats,
+        tags: None,
+    }
+}
+
+/// Commits with at least this many adds serialise them on a blocking thread.
+const BACKGROUND_ADDS: usize = 512;
+
+/// A commit's adds and their log lines (`add` lines after the commit's other actions).
+enum PreparedAdds {
+    Pending(tokio::task::JoinHandle<(Vec<Add>, Bytes)>, usize),
+    Ready(Vec<Add>, Bytes),
+}
+
+impl PreparedAdds {
+    /// Starts serialising `adds`: in the background if there are many, so it overlaps the
+    /// attempt's reads of the log and the leases.
+    fn start(adds: Vec<Add>) -> Self {
+        if adds.len() < BACKGROUND_ADDS {
+            let bytes = add_lines(&adds);
+            return Self::Ready(adds, bytes);
+        }
+        let len = adds.len();
+        let task = tokio::task::spawn_blocking(move || {
+            let bytes = add_lines(&adds);
+            (adds, bytes)
+        });
+        Self::Pending(task, len)
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Self::Pending(_, len) => *len,
+            Self::Ready(adds, _) => adds.len(),
+        }
+    }
+
+    /// The adds and their lines, waiting for the serialisation if it is still running.
+    async fn ready(&mut self) -> Result<(&[Add], &Bytes)> {
+        if let Self::Pending(task, _) = self {
+            let (adds, bytes) = match task.await {
+                Ok(done) => done,
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(e) => {
+                    return Err(Error::Invalid(format!(
+                        "serialising the commit's add actions was cancelled: {e}"
+                    )));
+                }
+            };
+            *self = Self::Ready(adds, bytes);
+        }
+        match self {
+            Self::Ready(adds, bytes) => Ok((adds, bytes)),
+            Self::Pending(..) => unreachable!("set to Ready above"),
+        }
+    }
+
+    async fn into_adds(mut self) -> Result<Vec<Add>> {
+        self.ready().await?;
+        match self {
+            Self::Ready(adds, _) => Ok(adds),
+            Self::Pending(..) => unreachable!("ready() leaves it Ready"),
+        }
+    }
+}
+
+/// The `add` lines of a commit, written straight into one buffer.
+fn add_lines(adds: &[Add]) -> Bytes {
+    // Sized from the first add; the buffer grows if later ones are longer.
+    let per_add = adds.first().map_or(0, actions::add_size_hint);
+    let mut out = Vec::with_capacity(per_add * adds.len() * 9 / 8);
+    for add in adds {
+        actions::write_add(&mut out, add);
+        out.push(b'\n');
+    }
+    Bytes::from(out)
+}
+
+fn validate_path(path: &str) -> Result<()> {
+    if path.is_empty() || path.starts_with('/') || path.contains("://") {
         return Err(Error::Invalid(format!(
-            "data file path {:?} must be relative to the table root",
-            file.path
+            "data file path {path:?} must be relative to the table root"
         )));
     }
-    if file.path.starts_with("_delta_log/") || file.path.starts_with("_weir/") {
+    if path.starts_with("_delta_log/") || path.starts_with("_weir/") {
         return Err(Error::Invalid(format!(
-            "data file path {:?} lies in a reserved directory",
-            file.path
+            "data file path {path:?} lies in a reserved directory"
         )));
     }
-    for key in file.partition_values.keys() {
+    Ok(())
+}
+
+/// Checks that a data file's partition values name exactly the partition columns.
+fn validate_partition_values(
+    path: &str,
+    values: &PartitionValues,
+    columns: &[String],
+) -> Result<()> {
+    let what = format!("data file {path}");
+    for key in values.keys() {
         if !columns.contains(key) {
             return Err(Error::Invalid(format!(
-                "data file {} has partition value for `{key}`, which is not a partition column (columns: {})",
-                file.path,
+                "{what} has partition value for `{key}`, which is not a partition column (columns: {})",
                 if columns.is_empty() {
                     "none".to_string()
                 } else {
@@ -571,10 +702,9 @@ fn validate_file(file: &AddFile, columns: &[String]) -> Result<()> {
         }
     }
     for column in columns {
-        if !file.partition_values.contains_key(column) {
+        if !values.contains_key(column) {
             return Err(Error::Invalid(format!(
-                "data file {} lacks a value for partition column `{column}`",
-                file.path
+                "{what} lacks a value for partition column `{column}`"
             )));
         }
     }

@@ -6,8 +6,11 @@
 //! on the number of commits since the last checkpoint, not on the length of the log.
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::hash::BuildHasher;
 
 use futures::StreamExt;
+use hashbrown::hash_table::{Entry, HashTable};
 use weir_store::Store;
 
 use crate::actions::{self, Action, Add, Metadata, Protocol, Remove, Txn};
@@ -35,13 +38,116 @@ pub fn checkpoint_key(version: i64) -> String {
     format!("{LOG_DIR}/{version:020}.checkpoint.parquet")
 }
 
+/// Something stored under its file path.
+pub(crate) trait Keyed {
+    fn key(&self) -> &str;
+}
+
+impl Keyed for Add {
+    fn key(&self) -> &str {
+        &self.path
+    }
+}
+
+impl Keyed for Remove {
+    fn key(&self) -> &str {
+        &self.path
+    }
+}
+
+/// Actions by path. A hash table keyed by the action's own `path` (no second copy of every
+/// path as a map key) with a fast hasher: building the state of a 10,000-file table is mostly
+/// inserts into these.
+#[derive(Clone)]
+pub(crate) struct ByPath<T> {
+    table: HashTable<T>,
+    hasher: hashbrown::DefaultHashBuilder,
+}
+
+impl<T> Default for ByPath<T> {
+    fn default() -> Self {
+        Self {
+            table: HashTable::new(),
+            hasher: Default::default(),
+        }
+    }
+}
+
+impl<T: Keyed> ByPath<T> {
+    /// Inserts `value`, replacing (and returning) any entry with the same path.
+    pub fn insert(&mut self, value: T) -> Option<T> {
+        let hasher = &self.hasher;
+        let hash = hasher.hash_one(value.key());
+        match self.table.entry(
+            hash,
+            |v| v.key() == value.key(),
+            |v| hasher.hash_one(v.key()),
+        ) {
+            Entry::Occupied(mut entry) => Some(std::mem::replace(entry.get_mut(), value)),
+            Entry::Vacant(entry) => {
+                entry.insert(value);
+                None
+            }
+        }
+    }
+
+    pub fn remove(&mut self, key: &str) -> Option<T> {
+        if self.is_empty() {
+            return None;
+        }
+        let hash = self.hasher.hash_one(key);
+        let entry = self.table.find_entry(hash, |v| v.key() == key).ok()?;
+        Some(entry.remove().0)
+    }
+
+    pub fn get(&self, key: &str) -> Option<&T> {
+        if self.is_empty() {
+            return None;
+        }
+        self.table
+            .find(self.hasher.hash_one(key), |v| v.key() == key)
+    }
+
+    pub fn contains(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
+        self.table.iter()
+    }
+
+    /// Makes room for `additional` more entries.
+    pub fn reserve(&mut self, additional: usize) {
+        let hasher = &self.hasher;
+        self.table.reserve(additional, |v| hasher.hash_one(v.key()));
+    }
+
+    pub fn retain(&mut self, keep: impl FnMut(&mut T) -> bool) {
+        self.table.retain(keep);
+    }
+}
+
+impl<T: Keyed + fmt::Debug> fmt::Debug for ByPath<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.table.iter()).finish()
+    }
+}
+
 /// Accumulates actions during replay. Later actions win.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct LogReplay {
     pub protocol: Option<Protocol>,
     pub metadata: Option<Metadata>,
-    pub files: HashMap<String, Add>,
-    pub tombstones: HashMap<String, Remove>,
+    pub files: ByPath<Add>,
+    pub tombstones: ByPath<Remove>,
     pub txns: HashMap<String, Txn>,
 }
 
@@ -52,11 +158,11 @@ impl LogReplay {
             Action::MetaData(m) => self.metadata = Some(m),
             Action::Add(add) => {
                 self.tombstones.remove(&add.path);
-                self.files.insert(add.path.clone(), add);
+                self.files.insert(add);
             }
             Action::Remove(remove) => {
                 self.files.remove(&remove.path);
-                self.tombstones.insert(remove.path.clone(), remove);
+                self.tombstones.insert(remove);
             }
             Action::Txn(txn) => {
                 self.txns.insert(txn.app_id.clone(), txn);
@@ -107,8 +213,8 @@ pub struct Snapshot {
     metadata: Metadata,
     schema: TableSchema,
     ownership: Ownership,
-    files: HashMap<String, Add>,
-    tombstones: HashMap<String, Remove>,
+    files: ByPath<Add>,
+    tombstones: ByPath<Remove>,
     txns: HashMap<String, Txn>,
 }
 
@@ -145,18 +251,26 @@ impl Snapshot {
     }
     /// The live data files (in no particular order).
     pub fn files(&self) -> impl Iterator<Item = &Add> {
-        self.files.values()
+        self.files.iter()
     }
     pub fn file_count(&self) -> usize {
         self.files.len()
     }
     /// Whether `path` is a live data file.
     pub fn contains_file(&self, path: &str) -> bool {
-        self.files.contains_key(path)
+        self.files.contains(path)
+    }
+
+    /// The live file at `path`, if any.
+    pub fn file(&self, path: &str) -> Option<&Add> {
+        self.files.get(path)
     }
     /// Removed files still remembered (tombstones), for checkpoints and vacuum.
     pub fn tombstones(&self) -> impl Iterator<Item = &Remove> {
-        self.tombstones.values()
+        self.tombstones.iter()
+    }
+    pub(crate) fn tombstone_count(&self) -> usize {
+        self.tombstones.len()
     }
     /// The last committed version of application `app_id` (Delta `txn`), e.g. a job's last run.
     pub fn app_version(&self, app_id: &str) -> Option<i64> {
@@ -177,7 +291,7 @@ impl Snapshot {
     /// Live files grouped by partition path.
     pub fn partitions(&self) -> BTreeMap<String, PartitionSummary> {
         let mut out: BTreeMap<String, PartitionSummary> = BTreeMap::new();
-        for add in self.files.values() {
+        for add in self.files.iter() {
             let summary = out.entry(self.partition_of(add)).or_default();
             summary.files += 1;
             summary.bytes += add.size.max(0) as u64;
@@ -196,8 +310,20 @@ impl Snapshot {
 
     /// Applies the actions of the next version in place.
     pub(crate) fn apply_version(&mut self, version: i64, actions: Vec<Action>) -> Result<()> {
+        self.apply_commit(version, actions, Vec::new())
+    }
+
+    /// Applies the next version in place: its actions, then its adds (a commit's bulk, kept
+    /// apart so a committer can hand them over without wrapping each in an [`Action`]).
+    pub(crate) fn apply_commit(
+        &mut self,
+        version: i64,
+        actions: Vec<Action>,
+        adds: Vec<Add>,
+    ) -> Result<()> {
         debug_assert_eq!(version, self.version + 1, "versions are applied in order");
         let mut metadata_changed = false;
+        self.files.reserve(adds.len());
         for action in actions {
             match action {
                 Action::Protocol(p) => self.protocol = p,
@@ -207,17 +333,21 @@ impl Snapshot {
                 }
                 Action::Add(add) => {
                     self.tombstones.remove(&add.path);
-                    self.files.insert(add.path.clone(), add);
+                    self.files.insert(add);
                 }
                 Action::Remove(remove) => {
                     self.files.remove(&remove.path);
-                    self.tombstones.insert(remove.path.clone(), remove);
+                    self.tombstones.insert(remove);
                 }
                 Action::Txn(txn) => {
                     self.txns.insert(txn.app_id.clone(), txn);
                 }
                 Action::CommitInfo(_) => {}
             }
+        }
+        for add in adds {
+            self.tombstones.remove(&add.path);
+            self.files.insert(add);
         }
         if metadata_changed {
             let (schema, ownership) =
@@ -236,7 +366,7 @@ impl Snapshot {
     /// Drops tombstones deleted before `cutoff_ms` (used when writing checkpoints).
     pub(crate) fn expire_tombstones(&mut self, cutoff_ms: i64) {
         self.tombstones
-            .retain(|_, r| r.deletion_timestamp.unwrap_or(i64::MAX) >= cutoff_ms);
+            .retain(|r| r.deletion_timestamp.unwrap_or(i64::MAX) >= cutoff_ms);
     }
 }
 

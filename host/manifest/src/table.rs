@@ -112,15 +112,17 @@ impl Table {
         Ok(guard.clone())
     }
 
-    /// Applies a version this process just committed to the cache, if the cache is right before it.
+    /// Applies a version this process just committed (its actions, then its adds) to the cache,
+    /// if the cache is right before it.
     pub(crate) fn apply_own_commit(
         &self,
         version: i64,
         actions: Vec<Action>,
+        adds: Vec<crate::actions::Add>,
     ) -> Result<Arc<Snapshot>> {
         let mut guard = self.lock();
         if guard.version() + 1 == version {
-            Arc::make_mut(&mut guard).apply_version(version, actions)?;
+            Arc::make_mut(&mut guard).apply_commit(version, actions, adds)?;
         }
         Ok(guard.clone())
     }
