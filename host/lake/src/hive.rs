@@ -9,7 +9,6 @@
 //!   rendering of an i64 (so `007` stays a string), Date32 only if every value is a valid
 //!   `YYYY-MM-DD` date, else Utf8.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, BooleanArray, Date32Array, Int32Array, Int64Array, StringArray};
@@ -22,40 +21,9 @@ use crate::error::{Error, Result};
 /// The path value Hive, Spark and Delta use for a null partition value.
 pub const HIVE_DEFAULT_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
 
-/// Escapes a partition key or value for use in a path segment.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        let needs_escape = c.is_ascii_control()
-            || matches!(
-                c,
-                '"' | '#'
-                    | '%'
-                    | '\''
-                    | '*'
-                    | '/'
-                    | ':'
-                    | '='
-                    | '?'
-                    | '\\'
-                    | '{'
-                    | '}'
-                    | '['
-                    | ']'
-                    | '^'
-                    | '<'
-                    | '>'
-                    | '|'
-                    | '`'
-            );
-        if needs_escape {
-            let _ = write!(out, "%{:02X}", c as u32);
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
+/// Escapes a partition key or value for use in a path segment (the manifest's hive escaping,
+/// so the directories written here are the partition names ownership rules and leases use).
+pub use weir_manifest::escape_hive as escape;
 
 /// Decodes `%XX` escapes. Fails if the result is not UTF-8.
 pub fn unescape(text: &str) -> Result<String> {

@@ -32,39 +32,58 @@ pub fn display_partition(path: &str) -> &str {
     }
 }
 
-/// Hive path escaping: `%XX` for characters that are unsafe in a path segment.
+/// Whether a character is `%XX`-escaped in a hive path segment: Hive's escape set (control
+/// characters, `"#%'*/:=?\\{[]^`) plus `}<>|` and backtick, which object stores and shells dislike.
+fn needs_hive_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '"' | '#'
+                | '%'
+                | '\''
+                | '*'
+                | '/'
+                | ':'
+                | '='
+                | '?'
+                | '\\'
+                | '{'
+                | '}'
+                | '['
+                | ']'
+                | '^'
+                | '<'
+                | '>'
+                | '|'
+                | '`'
+        )
+}
+
+/// Hive path escaping of a partition key or value: `%XX` (UTF-8 bytes, upper-case hex) for the
+/// characters that are unsafe in a path segment; any `%XX` decoder reverses it. This is the one
+/// escaping Weir uses: weir-lake's sink names partition directories with it, so a partition's
+/// directory and its name in ownership rules and leases are the same string.
 pub fn escape_hive(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
+    if !s.chars().any(needs_hive_escape) {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
     for c in s.chars() {
-        let unsafe_char = c.is_control()
-            || matches!(
-                c,
-                '"' | '#'
-                    | '%'
-                    | '\''
-                    | '*'
-                    | '/'
-                    | ':'
-                    | '='
-                    | '?'
-                    | '\\'
-                    | '\x7f'
-                    | '{'
-                    | '['
-                    | ']'
-                    | '^'
-            );
-        if unsafe_char {
-            let mut buf = [0u8; 4];
-            for b in c.encode_utf8(&mut buf).bytes() {
-                out.push_str(&format!("%{b:02X}"));
-            }
-        } else {
+        if !needs_hive_escape(c) {
             out.push(c);
+            continue;
+        }
+        let mut buf = [0u8; 4];
+        for b in c.encode_utf8(&mut buf).bytes() {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 15)]));
         }
     }
     out
 }
+
+const HEX: &[u8; 16] = b"0123456789ABCDEF";
 
 /// An object-key-safe single segment naming a partition (for `_weir/leases/<segment>/`).
 /// Reversible: `_XX` hex escapes for everything but ASCII alphanumerics, `-`, `.` and `=`.
@@ -103,6 +122,10 @@ mod tests {
             "region=a%2Fb%3Dc/dt=2026-01-01"
         );
         assert_eq!(partition_path(&[], &values), "");
+        assert_eq!(
+            escape_hive("a%b c:{x}|<y>`\u{7f}\u{85}é"),
+            "a%25b c%3A%7Bx%7D%7C%3Cy%3E%60%7F%C2%85é"
+        );
         assert_eq!(
             key_segment("dt=2026-01-01/r=e u"),
             "dt=2026-01-01_2Fr=e_20u"
