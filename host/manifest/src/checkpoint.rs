@@ -12,7 +12,10 @@ use arrow_array::RecordBatch;
 use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+};
+use parquet::file::properties::WriterProperties;
 use weir_store::Store;
 
 use crate::actions::{self, Action};
@@ -116,7 +119,11 @@ pub(crate) fn encode(snapshot: &Snapshot) -> Result<Bytes> {
     };
     let schema = checkpoint_schema();
     let actions = checkpoint_actions(snapshot);
-    let mut writer = ArrowWriter::try_new(Vec::new(), schema.clone(), None)
+    // Several row groups, so a reader can decode them in parallel.
+    let props = WriterProperties::builder()
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .build();
+    let mut writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props))
         .map_err(|e| failed(e.to_string()))?;
     for chunk in actions.chunks(8192) {
         let mut decoder = arrow_json::ReaderBuilder::new(schema.clone())
@@ -175,16 +182,56 @@ pub(crate) async fn read(store: &Store, version: i64) -> Result<LogReplay> {
     })
 }
 
+/// Rows per checkpoint row group.
+const ROW_GROUP_ROWS: usize = 4096;
+/// Most threads one checkpoint is decoded on.
+const DECODE_THREADS: usize = 4;
+
 pub(crate) fn decode(bytes: Bytes) -> Result<LogReplay, String> {
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-        .map_err(|e| e.to_string())?
-        .with_batch_size(8192)
-        .build()
+    let metadata = ArrowReaderMetadata::load(&bytes, ArrowReaderOptions::default())
         .map_err(|e| e.to_string())?;
+    let groups = metadata.metadata().num_row_groups();
+    let rows = usize::try_from(metadata.metadata().file_metadata().num_rows()).unwrap_or(0);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(DECODE_THREADS)
+        .min(groups)
+        .max(1);
+    // Contiguous runs of row groups, decoded in parallel; applied below in file order.
+    let chunks: Vec<Vec<usize>> = (0..threads)
+        .map(|t| (groups * t / threads..groups * (t + 1) / threads).collect())
+        .collect();
+    let decode_chunk = |row_groups: Vec<usize>| -> Result<Vec<Action>, String> {
+        let reader =
+            ParquetRecordBatchReaderBuilder::new_with_metadata(bytes.clone(), metadata.clone())
+                .with_row_groups(row_groups)
+                .with_batch_size(8192)
+                .build()
+                .map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        for batch in reader {
+            out.extend(batch_actions(&batch.map_err(|e| e.to_string())?)?);
+        }
+        Ok(out)
+    };
+    let decoded: Vec<Result<Vec<Action>, String>> = if threads == 1 {
+        chunks.into_iter().map(decode_chunk).collect()
+    } else {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = chunks
+                .into_iter()
+                .map(|chunk| scope.spawn(|| decode_chunk(chunk)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        })
+    };
     let mut replay = LogReplay::default();
-    for batch in reader {
-        let batch = batch.map_err(|e| e.to_string())?;
-        for action in batch_actions(&batch)? {
+    replay.files.reserve(rows);
+    for actions in decoded {
+        for action in actions? {
             match action {
                 // In a checkpoint a remove is only a tombstone; it never hides an add.
                 Action::Remove(remove) => {
@@ -222,10 +269,21 @@ fn batch_actions(batch: &RecordBatch) -> Result<Vec<Action>, String> {
         return Ok(out);
     }
     let batch = batch.project(&rest).map_err(|e| e.to_string())?;
+    // Only the few rows that hold one of these actions (most rows are adds or removes).
+    let rows: Vec<usize> = (0..batch.num_rows())
+        .filter(|&row| batch.columns().iter().any(|c| c.is_valid(row)))
+        .collect();
+    if rows.is_empty() {
+        return Ok(out);
+    }
     let mut json = Vec::new();
     {
         let mut writer = arrow_json::ArrayWriter::new(&mut json);
-        writer.write(&batch).map_err(|e| e.to_string())?;
+        for row in rows {
+            writer
+                .write(&batch.slice(row, 1))
+                .map_err(|e| e.to_string())?;
+        }
         writer.finish().map_err(|e| e.to_string())?;
     }
     if json.is_empty() {
@@ -429,5 +487,57 @@ mod tests {
         );
         assert_eq!(decoded.metadata(), snapshot.metadata());
         assert_eq!(decoded.protocol(), snapshot.protocol());
+    }
+
+    #[test]
+    fn large_checkpoints_have_several_row_groups_and_decode_in_order() {
+        let mut replay = LogReplay::default();
+        replay.apply(Action::Protocol(Default::default()));
+        replay.apply(Action::MetaData(crate::actions::Metadata {
+            id: "t".into(),
+            name: None,
+            description: None,
+            format: Default::default(),
+            schema_string: crate::schema::TableSchema::parse_spec("id:long,dt:string")
+                .unwrap()
+                .to_schema_string(),
+            partition_columns: vec!["dt".into()],
+            configuration: Default::default(),
+            created_time: None,
+        }));
+        let n = ROW_GROUP_ROWS * 2 + 5;
+        for i in 0..n {
+            replay.apply(Action::Add(Add {
+                path: format!("dt=d {}/f{i}.parquet", i % 7),
+                partition_values: [("dt".into(), Some(format!("d {}", i % 7)))].into(),
+                size: i as i64,
+                modification_time: 5,
+                data_change: true,
+                stats: Some(format!("{{\"numRecords\":{i}}}")),
+                tags: None,
+            }));
+        }
+        replay.apply(Action::Txn(crate::actions::Txn {
+            app_id: "job".into(),
+            version: 3,
+            last_updated: None,
+        }));
+        let snapshot = replay.into_snapshot(9, "memory://x").unwrap();
+        let bytes = encode(&snapshot).unwrap();
+        let groups = ArrowReaderMetadata::load(&bytes, ArrowReaderOptions::default())
+            .unwrap()
+            .metadata()
+            .num_row_groups();
+        assert!(groups >= 3, "{groups} row groups");
+        let decoded = decode(bytes)
+            .unwrap()
+            .into_snapshot(9, "memory://x")
+            .unwrap();
+        assert_eq!(decoded.file_count(), n);
+        for add in snapshot.files() {
+            assert_eq!(decoded.file(&add.path), Some(add));
+        }
+        assert_eq!(decoded.app_version("job"), Some(3));
+        assert_eq!(decoded.metadata(), snapshot.metadata());
     }
 }
