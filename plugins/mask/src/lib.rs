@@ -56,9 +56,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, GenericStringBuilder, Int64Array, OffsetSizeTrait, StringViewBuilder,
-    UInt64Array,
+    Array, ArrayRef, AsArray, GenericStringArray, GenericStringBuilder, Int64Array,
+    OffsetSizeTrait, StringViewBuilder, UInt64Array,
 };
+use arrow::buffer::{Buffer, OffsetBuffer, ScalarBuffer};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, UInt64Type};
 use hmac::{Hmac, Mac};
@@ -174,19 +175,26 @@ impl KeyedHasher {
         }
     }
 
+    /// The lowercase hex digits of the digest of `message` (all 64; callers keep a prefix).
+    #[inline]
+    pub fn hex(&self, message: &[u8]) -> [u8; 64] {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let digest = self.digest(message);
+        let mut hex = [0u8; 64];
+        for (pair, byte) in hex.chunks_exact_mut(2).zip(digest) {
+            pair[0] = HEX[(byte >> 4) as usize];
+            pair[1] = HEX[(byte & 0x0f) as usize];
+        }
+        hex
+    }
+
     /// Appends the first `hex_chars` lowercase hex digits of the digest of `message` to `out`.
     #[inline]
     pub fn hex_into(&self, message: &[u8], hex_chars: usize, out: &mut String) {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
         debug_assert!((1..=64).contains(&hex_chars));
-        let digest = self.digest(message);
-        let mut buf = [0u8; 64];
-        for (i, byte) in digest.iter().take(hex_chars.div_ceil(2)).enumerate() {
-            buf[2 * i] = HEX[(byte >> 4) as usize];
-            buf[2 * i + 1] = HEX[(byte & 0x0f) as usize];
-        }
+        let hex = self.hex(message);
         // Only ASCII hex digits were written, so this always succeeds.
-        if let Ok(hex) = std::str::from_utf8(&buf[..hex_chars]) {
+        if let Ok(hex) = std::str::from_utf8(&hex[..hex_chars]) {
             out.push_str(hex);
         }
     }
@@ -320,9 +328,15 @@ impl Transform for Mask {
                         .as_ref()
                         .ok_or_else(|| Error::internal("hash rule without a hasher"))?;
                     let length = self.hash_length;
-                    map_values(input, &plan.name, length, |value, out| {
-                        hasher.hex_into(value.as_bytes(), length, out)
-                    })?
+                    match input.data_type() {
+                        DataType::Utf8 => hash_strings(input.as_string::<i32>(), hasher, length)?,
+                        DataType::LargeUtf8 => {
+                            hash_strings(input.as_string::<i64>(), hasher, length)?
+                        }
+                        _ => map_values(input, &plan.name, length, |value, out| {
+                            hasher.hex_into(value.as_bytes(), length, out)
+                        })?,
+                    }
                 }
                 Rule::Redact(replacement) => {
                     map_values(input, &plan.name, replacement.len(), |_, out| {
@@ -423,6 +437,36 @@ fn map_values(
             )));
         }
     })
+}
+
+/// Hashes every non-null value of a `Utf8`/`LargeUtf8` column into `hex_chars` hex digits. Every
+/// value has the same length, so the digits go straight into one values buffer (no builder).
+fn hash_strings<O: OffsetSizeTrait>(
+    array: &GenericStringArray<O>,
+    hasher: &KeyedHasher,
+    hex_chars: usize,
+) -> Result<ArrayRef, Error> {
+    debug_assert!((1..=64).contains(&hex_chars));
+    let rows = array.len();
+    let mut values = Vec::with_capacity((rows - array.null_count()) * hex_chars);
+    let mut offsets = Vec::with_capacity(rows + 1);
+    offsets.push(O::usize_as(0));
+    for i in 0..rows {
+        if array.is_valid(i) {
+            values.extend_from_slice(&hasher.hex(array.value(i).as_bytes())[..hex_chars]);
+        }
+        offsets.push(O::usize_as(values.len()));
+    }
+    if O::from_usize(values.len()).is_none() {
+        return Err(Error::internal("hashed column exceeds the offset range"));
+    }
+    let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets));
+    let hashed = GenericStringArray::<O>::try_new(
+        offsets,
+        Buffer::from_vec(values),
+        array.nulls().cloned(),
+    )?;
+    Ok(Arc::new(hashed))
 }
 
 fn map_strings<'a, S: Sink>(
