@@ -130,9 +130,10 @@ impl JobError {
                     M::OwnershipRefused { .. } | M::LeaseHeld { .. } | M::StaleEpoch { .. } => {
                         FailureKind::Ownership
                     }
-                    M::SchemaMismatch { .. } | M::NotATable { .. } | M::Invalid(_) => {
-                        FailureKind::Config
-                    }
+                    M::SchemaMismatch { .. }
+                    | M::NotATable { .. }
+                    | M::Invalid(_)
+                    | M::ConditionalWritesNotHonoured { .. } => FailureKind::Config,
                     _ => FailureKind::Other,
                 }
             }
