@@ -517,17 +517,25 @@ impl<'a> CommitBuilder<'a> {
     ) -> Result<BTreeMap<String, u64>> {
         let store = self.table.store();
         let now = now_ms();
-        let mut epochs = BTreeMap::new();
+        let mut held_leases: BTreeMap<&str, &Lease> = BTreeMap::new();
         for lease in &self.leases {
-            if !touched.contains(&lease.partition) {
-                continue;
+            if touched.contains(&lease.partition) {
+                held_leases.insert(&lease.partition, lease);
             }
-            epochs.insert(lease.partition.clone(), lease.epoch);
         }
+        let epochs = held_leases
+            .iter()
+            .map(|(partition, lease)| (partition.to_string(), lease.epoch))
+            .collect();
         for partition in touched {
-            let held = epochs.get(partition).copied();
+            let held = held_leases.get(partition.as_str()).copied();
             let latest = latest_lease(store, partition).await?;
-            let Some(epoch) = held else {
+            let Some(&Lease {
+                epoch,
+                holder: ref our_holder,
+                ..
+            }) = held
+            else {
                 // No lease presented: allowed only while nobody holds a live lease on it.
                 if let Some(l) = latest.filter(|l| l.is_live(now)) {
                     return Err(Error::LeaseHeld {
@@ -564,6 +572,14 @@ impl<'a> CommitBuilder<'a> {
                     return Err(stale(format!(
                         "the lease expired at {}",
                         fmt_millis(l.expires_at_ms)
+                    )));
+                }
+                // Only on a store whose create-only PUTs race (see docs/s3.md) can two writers
+                // both believe they created one epoch; the lease file names the one that did.
+                Some(l) if l.epoch == epoch && l.holder != *our_holder => {
+                    return Err(stale(format!(
+                        "epoch {epoch} is held by {}, not {our_holder}",
+                        l.holder
                     )));
                 }
                 Some(l) if l.epoch == epoch => {}

@@ -9,7 +9,9 @@ mod common;
 use std::time::Duration;
 
 use common::{committed_rows, new_table, schema, write_file};
-use weir_manifest::{Error, Mode, Ownership, Table, TableSchema, checkpoint_key, commit_key};
+use weir_manifest::{
+    Error, Lease, Mode, Ownership, Table, TableSchema, checkpoint_key, commit_key,
+};
 use weir_store::Store;
 
 weir_store::store_tests!(
@@ -337,6 +339,24 @@ async fn leases_exclude_second_writers_and_fence_zombies(store: &Store) {
     };
     assert_eq!(*epoch, 1);
     assert!(reason.contains("job-b"), "{err}");
+
+    // On a store whose create-only PUTs race, another writer may believe it created epoch 2
+    // as well; the lease file names the real holder, so that writer's commit is refused.
+    let racer = Lease {
+        holder: "job-racer".into(),
+        ..b.clone()
+    };
+    let raced = write_file(&store, "d1", "raced.parquet", &[9]).await;
+    let err = table
+        .commit()
+        .add_files([raced])
+        .epochs([racer])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::StaleEpoch { epoch: 2, reason, .. } if reason.contains("job-b")),
+        "{err}"
+    );
 
     let good = write_file(&store, "d1", "good.parquet", &[2]).await;
     table
