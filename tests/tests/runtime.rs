@@ -168,3 +168,48 @@ fn things_that_are_not_plugins_are_refused_at_load() {
         "{error}"
     );
 }
+
+/// A wide batch of 65,536 rows (the default batch size) fits well within a 256 MiB instance
+/// through two chained instances: the second gets the first's output, which the host decoded in
+/// place from one payload. Encoding must size its buffer by the bytes the batch actually uses,
+/// not by `get_array_memory_size`, which counts a shared payload once per column.
+#[test]
+fn wide_default_size_batches_fit_the_memory_limit_through_a_chain() {
+    let columns: Vec<(String, ArrayRef)> = (0..16)
+        .map(|c| {
+            let values: StringArray = (0..65_536)
+                .map(|row| Some(format!("column {c:02} row {row:08} of a wide batch")))
+                .collect();
+            (format!("c{c}"), Arc::new(values) as ArrayRef)
+        })
+        .collect();
+    let input = RecordBatch::try_from_iter(columns).unwrap();
+    let payload: usize = input
+        .columns()
+        .iter()
+        .map(|c| c.to_data().get_slice_memory_size().unwrap())
+        .sum();
+    let limits = weir_runtime::Limits {
+        memory_bytes: 256 << 20,
+        ..Default::default()
+    };
+    assert!(
+        payload * 16 > limits.memory_bytes,
+        "the batch is wide enough to tell"
+    );
+    let runtime = Runtime::new(RuntimeConfig {
+        limits,
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let plugin = runtime.load_file(weir_tests::GUESTS_ECHO.as_ref()).unwrap();
+    let mut first = plugin.instantiate().unwrap();
+    let mut second = plugin.instantiate().unwrap();
+    first.open("{}", input.schema()).unwrap();
+    second.open("{}", input.schema()).unwrap();
+    for _ in 0..3 {
+        let middle = first.process(&input).unwrap();
+        assert_eq!(middle, vec![input.clone()]);
+        assert_eq!(second.process(&middle[0]).unwrap(), vec![input.clone()]);
+    }
+}
