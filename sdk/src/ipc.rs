@@ -4,16 +4,26 @@
 //! messages for exactly one record batch: any dictionary batches it needs, then the record batch.
 //! Buffers are aligned to 64 bytes within the message, so the receiver decodes them in place
 //! (no copy) whenever the message itself sits at an aligned address.
+//!
+//! **Passthrough frames.** A plugin's output batch often repeats columns of the batch it was given
+//! (a mask replaces one column and keeps the rest; a derive appends columns). Sending those back
+//! would cost a copy in the plugin, a copy out of its memory and a full validation on the host,
+//! for bytes the host already holds. So a payload may instead start with a passthrough header
+//! that says, for each output column, either "carried here" or "the same as input column *i*",
+//! followed by the IPC messages of a batch of the carried columns alone. The receiver takes the
+//! repeated columns from the input batch it sent, which it already trusts, so a plugin can name
+//! only data the host gave it: nothing it could not have returned by copying. Passthrough frames
+//! are not used for schemas with dictionary columns (the IPC dictionary state is per stream).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, RecordBatch};
+use arrow_array::{Array, ArrayRef, RecordBatch, RecordBatchOptions};
 pub use arrow_buffer::{Buffer, MutableBuffer};
 use arrow_ipc::MessageHeader;
 use arrow_ipc::reader::{RecordBatchDecoder, StreamDecoder, read_dictionary_impl};
 use arrow_ipc::writer::{StreamEncoder, StreamWriter};
-use arrow_schema::{ArrowError, Schema, SchemaRef};
+use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 
 /// Encodes a schema as a stream-framed IPC schema message.
 pub fn encode_schema(schema: &Schema) -> Result<Vec<u8>, ArrowError> {
@@ -41,6 +51,51 @@ pub fn decode_schema(bytes: &[u8]) -> Result<Schema, ArrowError> {
         .ok_or_else(|| ArrowError::IpcError("incomplete IPC schema message".into()))
 }
 
+/// The first bytes of a passthrough frame (an IPC message starts with `0xffffffff` instead).
+const PASSTHROUGH_MAGIC: [u8; 8] = *b"WEIRPT01";
+/// In a passthrough header: the column is carried in the frame, not repeated from the input.
+const CARRIED: u32 = u32::MAX;
+/// Distinct passthrough layouts a decoder keeps a sub-decoder for; a plugin that keeps changing
+/// which columns it repeats only costs re-creating them.
+const MAX_LAYOUTS: usize = 64;
+
+/// Header length of a passthrough frame for `columns` output columns: magic, column count, row
+/// count, one u32 per column, padded to 64 bytes so the IPC messages after it stay aligned.
+fn passthrough_header_len(columns: usize) -> usize {
+    (16 + 4 * columns).next_multiple_of(64)
+}
+
+fn has_dictionaries(schema: &Schema) -> bool {
+    fn nested(data_type: &DataType) -> bool {
+        match data_type {
+            DataType::Dictionary(..) => true,
+            DataType::List(f)
+            | DataType::LargeList(f)
+            | DataType::ListView(f)
+            | DataType::LargeListView(f)
+            | DataType::FixedSizeList(f, _)
+            | DataType::Map(f, _) => nested(f.data_type()),
+            DataType::Struct(fields) => fields.iter().any(|f| nested(f.data_type())),
+            DataType::Union(fields, _) => fields.iter().any(|(_, f)| nested(f.data_type())),
+            DataType::RunEndEncoded(a, b) => nested(a.data_type()) || nested(b.data_type()),
+            _ => false,
+        }
+    }
+    schema.fields().iter().any(|f| nested(f.data_type()))
+}
+
+/// The schema of the carried columns of a passthrough layout.
+fn carried_schema(schema: &Schema, layout: &[u32]) -> Schema {
+    let fields: Vec<Arc<Field>> = schema
+        .fields()
+        .iter()
+        .zip(layout)
+        .filter(|(_, source)| **source == CARRIED)
+        .map(|(field, _)| field.clone())
+        .collect();
+    Schema::new(fields)
+}
+
 /// Encodes the batches of one stream, one payload per batch.
 ///
 /// The dictionary state carries across batches, as in an IPC stream.
@@ -50,6 +105,10 @@ pub struct BatchEncoder {
     /// schema crosses on its own, in `open`.
     schema_prefix: usize,
     schema: SchemaRef,
+    /// Whether passthrough frames may be used (no dictionary columns).
+    passthrough: bool,
+    /// Encoders of the carried columns, by passthrough layout.
+    carried: HashMap<Vec<u32>, BatchEncoder>,
 }
 
 impl BatchEncoder {
@@ -61,10 +120,83 @@ impl BatchEncoder {
             Self {
                 encoder,
                 schema_prefix: schema_message.len(),
+                passthrough: !has_dictionaries(&schema),
                 schema,
+                carried: HashMap::new(),
             },
             schema_message,
         ))
+    }
+
+    /// Encodes a batch computed from an input batch whose columns were `input`: columns that are
+    /// the very same arrays as input columns are sent as references to them in a passthrough
+    /// frame (see the module docs), the rest as IPC. Without such columns, or for schemas with
+    /// dictionaries, this is [`encode`](Self::encode).
+    pub fn encode_passthrough(
+        &mut self,
+        batch: &RecordBatch,
+        input: &[ArrayRef],
+    ) -> Result<Vec<u8>, ArrowError> {
+        if !self.passthrough || input.is_empty() {
+            return self.encode(batch);
+        }
+        let layout: Vec<u32> = batch
+            .columns()
+            .iter()
+            .map(|column| {
+                input
+                    .iter()
+                    .position(|candidate| same_array(column, candidate))
+                    .map_or(CARRIED, |i| i as u32)
+            })
+            .collect();
+        if layout.iter().all(|source| *source == CARRIED) {
+            return self.encode(batch);
+        }
+        if batch.schema().fields() != self.schema.fields() {
+            return Err(ArrowError::SchemaError(format!(
+                "batch schema {} does not match the declared schema {}",
+                batch.schema(),
+                self.schema
+            )));
+        }
+        let header_len = passthrough_header_len(layout.len());
+        let mut payload = Vec::with_capacity(header_len);
+        payload.extend_from_slice(&PASSTHROUGH_MAGIC);
+        payload.extend_from_slice(&(layout.len() as u32).to_le_bytes());
+        let rows = u32::try_from(batch.num_rows()).map_err(|_| {
+            ArrowError::IpcError(format!("{} rows do not fit one frame", batch.num_rows()))
+        })?;
+        payload.extend_from_slice(&rows.to_le_bytes());
+        for source in &layout {
+            payload.extend_from_slice(&source.to_le_bytes());
+        }
+        payload.resize(header_len, 0);
+
+        let columns: Vec<ArrayRef> = batch
+            .columns()
+            .iter()
+            .zip(&layout)
+            .filter(|(_, source)| **source == CARRIED)
+            .map(|(column, _)| column.clone())
+            .collect();
+        if columns.is_empty() {
+            return Ok(payload);
+        }
+        let encoder = match self.carried.entry(layout) {
+            std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+            std::collections::hash_map::Entry::Vacant(entry) => {
+                let schema = Arc::new(carried_schema(&self.schema, entry.key()));
+                entry.insert(BatchEncoder::new(schema)?.0)
+            }
+        };
+        let carried = RecordBatch::try_new(encoder.schema.clone(), columns)?;
+        let pieces = encoder.encode_pieces(&carried)?;
+        payload.reserve_exact(pieces.iter().map(|p| p.len()).sum());
+        for piece in &pieces {
+            payload.extend_from_slice(piece);
+        }
+        Ok(payload)
     }
 
     /// The schema every encoded batch must have.
@@ -114,10 +246,20 @@ impl BatchEncoder {
     }
 }
 
+/// Whether two arrays are the same data (the same buffers, offset and length), not only equal.
+fn same_array(a: &ArrayRef, b: &ArrayRef) -> bool {
+    Arc::ptr_eq(a, b)
+        || (a.len() == b.len()
+            && a.data_type() == b.data_type()
+            && a.to_data().ptr_eq(&b.to_data()))
+}
+
 /// Decodes the payloads of one stream, each into exactly one batch of the stream's schema.
 pub struct BatchDecoder {
     decoder: Decoder,
     schema: SchemaRef,
+    /// Decoders of the carried columns of passthrough frames, by layout.
+    carried: HashMap<Vec<u32>, BatchDecoder>,
 }
 
 enum Decoder {
@@ -143,6 +285,7 @@ impl BatchDecoder {
         Ok(Self {
             decoder: Decoder::Validating(decoder),
             schema,
+            carried: HashMap::new(),
         })
     }
 
@@ -162,6 +305,7 @@ impl BatchDecoder {
         Ok(Self {
             decoder: Decoder::Trusted(HashMap::new()),
             schema,
+            carried: HashMap::new(),
         })
     }
 
@@ -211,6 +355,117 @@ impl BatchDecoder {
             )));
         }
         Ok(batch)
+    }
+}
+
+impl BatchDecoder {
+    /// [`decode_buffer`](Self::decode_buffer) for a payload answering `input`: it may be a
+    /// passthrough frame (see the module docs) whose repeated columns are taken from `input`.
+    /// Everything is checked: the header, that each repeated column has its output field's type
+    /// and the frame's row count, and the carried columns as any payload.
+    pub fn decode_answer(
+        &mut self,
+        payload: Buffer,
+        input: Option<&RecordBatch>,
+    ) -> Result<RecordBatch, ArrowError> {
+        if !payload.starts_with(&PASSTHROUGH_MAGIC) {
+            return self.decode_buffer(payload);
+        }
+        let error = |message: String| ArrowError::IpcError(format!("passthrough frame: {message}"));
+        let Some(input) = input else {
+            return Err(error("sent where there is no input batch to repeat".into()));
+        };
+        if matches!(self.decoder, Decoder::Trusted(_)) || has_dictionaries(&self.schema) {
+            return Err(error("not allowed in this stream".into()));
+        }
+        let word = |at: usize| {
+            payload
+                .get(at..at + 4)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .ok_or_else(|| error("truncated header".into()))
+        };
+        let columns = word(8)? as usize;
+        if columns != self.schema.fields().len() {
+            return Err(error(format!(
+                "{columns} columns, but the declared output schema has {}",
+                self.schema.fields().len()
+            )));
+        }
+        let rows = word(12)? as usize;
+        if rows != input.num_rows() {
+            return Err(error(format!(
+                "{rows} rows repeat columns of an input batch of {} rows",
+                input.num_rows()
+            )));
+        }
+        let layout = (0..columns)
+            .map(|c| word(16 + 4 * c))
+            .collect::<Result<Vec<u32>, _>>()?;
+        for (field, source) in self.schema.fields().iter().zip(&layout) {
+            if *source == CARRIED {
+                continue;
+            }
+            let Some(column) = input.columns().get(*source as usize) else {
+                return Err(error(format!(
+                    "column `{}` repeats input column {source}, but the input has {}",
+                    field.name(),
+                    input.num_columns()
+                )));
+            };
+            if column.data_type() != field.data_type() {
+                return Err(error(format!(
+                    "column `{}` is declared {} but repeats input column {source} of type {}",
+                    field.name(),
+                    field.data_type(),
+                    column.data_type()
+                )));
+            }
+        }
+        let header_len = passthrough_header_len(columns);
+        if payload.len() < header_len {
+            return Err(error("truncated header".into()));
+        }
+        let carried = if layout.contains(&CARRIED) {
+            if !self.carried.contains_key(&layout) && self.carried.len() >= MAX_LAYOUTS {
+                self.carried.clear();
+            }
+            let decoder = match self.carried.entry(layout.clone()) {
+                std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+                std::collections::hash_map::Entry::Vacant(entry) => {
+                    let schema = carried_schema(&self.schema, entry.key());
+                    entry.insert(BatchDecoder::for_schema(&schema)?)
+                }
+            };
+            let batch = decoder.decode_buffer(payload.slice(header_len))?;
+            if batch.num_rows() != rows {
+                return Err(error(format!(
+                    "carries columns of {} rows in a frame of {rows}",
+                    batch.num_rows()
+                )));
+            }
+            batch.columns().to_vec()
+        } else if payload.len() != header_len {
+            return Err(error(format!(
+                "{} bytes after a header that carries no column",
+                payload.len() - header_len
+            )));
+        } else {
+            Vec::new()
+        };
+        let mut carried = carried.into_iter();
+        let columns = layout
+            .iter()
+            .map(|source| match *source {
+                CARRIED => carried.next(),
+                source => Some(input.column(source as usize).clone()),
+            })
+            .collect::<Option<Vec<ArrayRef>>>()
+            .ok_or_else(|| error("fewer carried columns than the header says".into()))?;
+        RecordBatch::try_new_with_options(
+            self.schema.clone(),
+            columns,
+            &RecordBatchOptions::new().with_row_count(Some(rows)),
+        )
     }
 }
 
@@ -413,6 +668,125 @@ mod tests {
         let input = batch();
         let (mut encoder, _) = BatchEncoder::new(input.schema()).unwrap();
         assert!(decoder.decode(encoder.encode(&input).unwrap()).is_err());
+    }
+
+    fn passthrough_round_trip(input: &RecordBatch, output: &RecordBatch) -> (usize, RecordBatch) {
+        let (mut encoder, schema_message) = BatchEncoder::new(output.schema()).unwrap();
+        let mut decoder = BatchDecoder::new(&schema_message).unwrap();
+        let payload = encoder.encode_passthrough(output, input.columns()).unwrap();
+        let len = payload.len();
+        let decoded = decoder
+            .decode_answer(Buffer::from_vec(payload), Some(input))
+            .unwrap();
+        (len, decoded)
+    }
+
+    fn plain_batch() -> RecordBatch {
+        let mut columns = batch().columns().to_vec();
+        columns.pop();
+        RecordBatch::try_from_iter([("id", columns[0].clone()), ("name", columns[1].clone())])
+            .unwrap()
+    }
+
+    #[test]
+    fn passthrough_frames_repeat_input_columns_by_reference() {
+        let input = plain_batch();
+        let added: ArrayRef = Arc::new(Int64Array::from(vec![10, 20, 30]));
+        // Reordered, one column repeated twice, one new.
+        let output = RecordBatch::try_from_iter([
+            ("name", input.column(1).clone()),
+            ("new", added),
+            ("id", input.column(0).clone()),
+            ("id_again", input.column(0).clone()),
+        ])
+        .unwrap();
+        let (len, decoded) = passthrough_round_trip(&input, &output);
+        assert_eq!(decoded, output);
+        // The repeated columns share the input's buffers.
+        assert!(Arc::ptr_eq(decoded.column(0), input.column(1)));
+        let (mut plain, _) = BatchEncoder::new(output.schema()).unwrap();
+        assert!(len < plain.encode(&output).unwrap().len());
+
+        // Everything repeated: a header alone. A slice is not the same array: it is carried.
+        let sliced = input.slice(1, 2);
+        for output in [input.clone(), sliced.clone()] {
+            let (_, decoded) = passthrough_round_trip(&input, &output);
+            assert_eq!(decoded, output);
+        }
+        let (len, _) = passthrough_round_trip(&input, &input);
+        assert_eq!(len, 64);
+    }
+
+    #[test]
+    fn passthrough_frames_are_checked() {
+        let input = plain_batch();
+        let schema = input.schema();
+        let (mut encoder, schema_message) = BatchEncoder::new(schema.clone()).unwrap();
+        let frame = encoder.encode_passthrough(&input, input.columns()).unwrap();
+        let decode = |frame: Vec<u8>, input: Option<&RecordBatch>| {
+            let mut decoder = BatchDecoder::new(&schema_message).unwrap();
+            decoder
+                .decode_answer(Buffer::from_vec(frame), input)
+                .unwrap_err()
+                .to_string()
+        };
+        let err = decode(frame.clone(), None);
+        assert!(err.contains("no input batch"), "{err}");
+        let shorter = input.slice(0, 2);
+        let err = decode(frame.clone(), Some(&shorter));
+        assert!(
+            err.contains("3 rows repeat columns of an input batch of 2 rows"),
+            "{err}"
+        );
+        // Input column 1 (a string) where an Int64 is declared.
+        let mut wrong_type = frame.clone();
+        wrong_type[16..20].copy_from_slice(&1u32.to_le_bytes());
+        let err = decode(wrong_type, Some(&input));
+        assert!(err.contains("column `id` is declared Int64"), "{err}");
+        let mut out_of_range = frame.clone();
+        out_of_range[16..20].copy_from_slice(&7u32.to_le_bytes());
+        let err = decode(out_of_range, Some(&input));
+        assert!(
+            err.contains("repeats input column 7, but the input has 2"),
+            "{err}"
+        );
+        let err = decode(frame[..20].to_vec(), Some(&input));
+        assert!(err.contains("truncated header"), "{err}");
+        let mut trailing = frame.clone();
+        trailing.extend_from_slice(&[0; 8]);
+        let err = decode(trailing, Some(&input));
+        assert!(
+            err.contains("after a header that carries no column"),
+            "{err}"
+        );
+        let mut columns = frame.clone();
+        columns[8..12].copy_from_slice(&3u32.to_le_bytes());
+        let err = decode(columns, Some(&input));
+        assert!(
+            err.contains("3 columns, but the declared output schema has 2"),
+            "{err}"
+        );
+        // A trusted (plugin-side) decoder never takes one.
+        // SAFETY: nothing is decoded.
+        let mut trusted = unsafe { BatchDecoder::new_trusted(&schema_message) }.unwrap();
+        assert!(
+            trusted
+                .decode_answer(Buffer::from_vec(frame), Some(&input))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn dictionary_schemas_never_use_passthrough_frames() {
+        let input = batch();
+        let (mut encoder, schema_message) = BatchEncoder::new(input.schema()).unwrap();
+        let payload = encoder.encode_passthrough(&input, input.columns()).unwrap();
+        assert!(!payload.starts_with(&PASSTHROUGH_MAGIC));
+        let mut decoder = BatchDecoder::new(&schema_message).unwrap();
+        let decoded = decoder
+            .decode_answer(Buffer::from_vec(payload), Some(&input))
+            .unwrap();
+        assert_eq!(decoded, input);
     }
 
     #[test]

@@ -59,22 +59,28 @@ impl<T: Transform> Session<T> {
             .input
             .decode(payload)
             .map_err(|e| Error::internal(format!("undecodable input batch: {e}")))?;
+        // Output columns that are these very arrays go back as references (passthrough frames).
+        let input = batch.columns().to_vec();
         let output = self.transform.process(batch)?;
-        self.encode(output)
+        self.encode(output, &input)
     }
 
     /// Finishes the transform.
     pub fn finish(&mut self) -> Result<Vec<Vec<u8>>, Error> {
         let output = self.transform.finish()?;
-        self.encode(output)
+        self.encode(output, &[])
     }
 
-    fn encode(&mut self, batches: Vec<RecordBatch>) -> Result<Vec<Vec<u8>>, Error> {
+    fn encode(
+        &mut self,
+        batches: Vec<RecordBatch>,
+        input: &[arrow_array::ArrayRef],
+    ) -> Result<Vec<Vec<u8>>, Error> {
         batches
             .iter()
             .filter(|batch| batch.num_rows() > 0)
             .map(|batch| {
-                self.output.encode(batch).map_err(|e| {
+                self.output.encode_passthrough(batch, input).map_err(|e| {
                     Error::internal(format!("plugin emitted a batch it did not declare: {e}"))
                 })
             })

@@ -4,7 +4,7 @@
 //! framing in both directions, the declared-schema check), so what passes here behaves the same
 //! inside the host.
 
-use crate::ipc::{BatchDecoder, encode_schema};
+use crate::ipc::{BatchDecoder, Buffer, encode_schema};
 use crate::session::Session;
 use crate::{Error, RecordBatch, SchemaRef, Transform};
 
@@ -43,19 +43,27 @@ impl<T: Transform> Harness<T> {
         let (mut encoder, _) = crate::ipc::BatchEncoder::new(self.input_schema.clone())?;
         let payload = encoder.encode(batch)?;
         let out = self.session.process(payload)?;
-        self.decode(out)
+        self.decode(out, Some(batch))
     }
 
     /// Finishes the transform.
     pub fn finish(&mut self) -> Result<Vec<RecordBatch>, Error> {
         let out = self.session.finish()?;
-        self.decode(out)
+        self.decode(out, None)
     }
 
-    fn decode(&mut self, payloads: Vec<Vec<u8>>) -> Result<Vec<RecordBatch>, Error> {
+    fn decode(
+        &mut self,
+        payloads: Vec<Vec<u8>>,
+        input: Option<&RecordBatch>,
+    ) -> Result<Vec<RecordBatch>, Error> {
         payloads
             .into_iter()
-            .map(|p| self.output.decode(p).map_err(Error::from))
+            .map(|p| {
+                self.output
+                    .decode_answer(Buffer::from_vec(p), input)
+                    .map_err(Error::from)
+            })
             .collect()
     }
 }

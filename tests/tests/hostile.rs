@@ -205,6 +205,26 @@ mod expectations {
         let error = expect_failure("guest-bad-ipc", path, "{}");
         assert!(matches!(error.kind, ErrorKind::InvalidOutput(_)), "{error}");
         assert!(error.to_string().contains("malformed IPC"), "{error}");
+        // Passthrough frames that lie about the input they repeat.
+        for (forge, expected) in [
+            (
+                "missing-column",
+                "column `id` repeats input column 42, but the input has 2",
+            ),
+            (
+                "wrong-type",
+                "column `id` is declared Int64 but repeats input column 1 of type Utf8",
+            ),
+            (
+                "rows",
+                "1000000 rows repeat columns of an input batch of 1000 rows",
+            ),
+        ] {
+            let config = format!(r#"{{"forge": "{forge}"}}"#);
+            let error = expect_failure("guest-bad-ipc", path, &config);
+            assert!(matches!(error.kind, ErrorKind::InvalidOutput(_)), "{error}");
+            assert!(error.to_string().contains(expected), "{forge}: {error}");
+        }
     }
 
     pub fn bad_schema(path: &str) {

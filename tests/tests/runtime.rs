@@ -213,3 +213,42 @@ fn wide_default_size_batches_fit_the_memory_limit_through_a_chain() {
         assert_eq!(second.process(&middle[0]).unwrap(), vec![input.clone()]);
     }
 }
+
+#[test]
+fn columns_a_plugin_passes_through_come_back_as_the_hosts_own_arrays() {
+    let ids: ArrayRef = Arc::new(Int64Array::from_iter_values(0..1000));
+    let users: ArrayRef = Arc::new(StringArray::from_iter_values(
+        (0..1000).map(|i| format!("user-{i}")),
+    ));
+    let countries: ArrayRef = Arc::new(StringArray::from_iter_values(
+        (0..1000).map(|i| ["US", "DE"][i % 2]),
+    ));
+    let input =
+        RecordBatch::try_from_iter([("id", ids), ("user_id", users), ("country", countries)])
+            .unwrap();
+    let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
+    let mask = runtime.load_file(weir_tests::MASK.as_ref()).unwrap();
+    let mut instance = mask.instantiate().unwrap();
+    instance
+        .open(
+            r#"{"key": "k", "columns": {"user_id": {"method": "hash"}}}"#,
+            input.schema(),
+        )
+        .unwrap();
+    let output = instance.process(&input).unwrap();
+    assert_eq!(output.len(), 1);
+    let output = &output[0];
+    assert_eq!(output.num_rows(), 1000);
+    // Untouched columns are the arrays the host sent: not copied back, not re-validated.
+    assert!(Arc::ptr_eq(output.column(0), input.column(0)));
+    assert!(Arc::ptr_eq(output.column(2), input.column(2)));
+    // The masked one crossed as data.
+    assert!(!Arc::ptr_eq(output.column(1), input.column(1)));
+    let masked = output
+        .column(1)
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .unwrap();
+    assert_eq!(masked.value(0).len(), 32, "the default hash length");
+    assert_ne!(masked.value(0), "user-0");
+}

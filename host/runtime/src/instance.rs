@@ -7,12 +7,14 @@
 //! copy) and gathered straight into the guest's memory (one copy); the guest decodes it in place
 //! without re-validating it (the host built it from valid arrays). Out: the guest IPC-encodes
 //! its output (one copy), the host lifts it out of guest memory (one copy) and decodes it in
-//! place with full validation.
+//! place with full validation. Output columns that are the input's own arrays, passed through,
+//! cross as references instead (passthrough frames, [`weir_sdk::ipc`]): the host reuses the
+//! arrays it sent, with no copy and nothing to validate but their type and length.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow_array::RecordBatch;
+use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::SchemaRef;
 use wasmtime::component::Func;
 use wasmtime::{Store, Trap};
@@ -174,7 +176,7 @@ impl PluginInstance {
             let (result,) = typed.call(store, (Gather { pieces: &pieces },))?;
             Ok(result)
         });
-        self.outputs(Call::Process, result)
+        self.outputs(Call::Process, result, Some(batch))
             .map_err(|e| e.on_batch(index))
     }
 
@@ -189,7 +191,7 @@ impl PluginInstance {
             let (result,) = typed.call(store, ())?;
             Ok(result)
         });
-        let batches = self.outputs(Call::Finish, result)?;
+        let batches = self.outputs(Call::Finish, result, None)?;
         self.state = State::Finished;
         Ok(batches)
     }
@@ -204,36 +206,49 @@ impl PluginInstance {
         self.cpu_used
     }
 
-    /// Checks and decodes what `process` or `finish` returned.
+    /// Checks and decodes what `process` (given `input`) or `finish` returned.
     fn outputs(
         &mut self,
         call: Call,
         result: Result<Result<Payloads, wit::Error>, PluginError>,
+        input: Option<&RecordBatch>,
     ) -> Result<Vec<RecordBatch>, PluginError> {
         let Payloads(payloads) = self.reported(call, result?)?;
-        let bytes: u64 = payloads.iter().map(|p| p.len() as u64).sum();
+        // The bytes that crossed, checked before decoding anything; input columns repeated by
+        // passthrough frames are added as they are decoded: they cost no copy, but they are
+        // output all the same (a plugin could repeat one batch a thousand times).
+        let mut bytes: u64 = payloads.iter().map(|p| p.len() as u64).sum();
+        let bytes_limit = |actual| ErrorKind::OutputLimit {
+            what: "bytes",
+            actual,
+            limit_name: "limits.max_output_bytes",
+            limit: self.limits.max_output_bytes,
+        };
         if bytes > self.limits.max_output_bytes {
-            return Err(self.fail(
-                call,
-                ErrorKind::OutputLimit {
-                    what: "bytes",
-                    actual: bytes,
-                    limit_name: "limits.max_output_bytes",
-                    limit: self.limits.max_output_bytes,
-                },
-            ));
+            return Err(self.fail(call, bytes_limit(bytes)));
         }
         let State::Open { output, .. } = &mut self.state else {
             unreachable!("outputs are only read from an open instance");
         };
+        let mut input_sizes: Option<Vec<u64>> = None;
         let mut batches = Vec::with_capacity(payloads.len());
         let mut rows = 0u64;
         let mut violation = None;
         for (i, payload) in payloads.into_iter().enumerate() {
-            match output.decode_buffer(payload) {
+            match output.decode_answer(payload, input) {
                 Ok(batch) => {
                     rows += batch.num_rows() as u64;
+                    if let Some(input) = input {
+                        let sizes = input_sizes.get_or_insert_with(|| {
+                            input.columns().iter().map(slice_bytes).collect()
+                        });
+                        bytes += repeated_bytes(&batch, input, sizes);
+                    }
                     batches.push(batch);
+                    if bytes > self.limits.max_output_bytes {
+                        violation = Some(bytes_limit(bytes));
+                        break;
+                    }
                 }
                 Err(e) => {
                     violation = Some(ErrorKind::InvalidOutput(format!(
@@ -363,6 +378,29 @@ impl PluginError {
         self.batch = Some(batch);
         self
     }
+}
+
+/// The bytes of the part of its buffers an array uses.
+fn slice_bytes(array: &ArrayRef) -> u64 {
+    array
+        .to_data()
+        .get_slice_memory_size()
+        .unwrap_or_else(|_| array.get_array_memory_size()) as u64
+}
+
+/// The bytes of `batch`'s columns that are `input`'s own arrays (`sizes`: of each input column).
+fn repeated_bytes(batch: &RecordBatch, input: &RecordBatch, sizes: &[u64]) -> u64 {
+    batch
+        .columns()
+        .iter()
+        .filter_map(|column| {
+            input
+                .columns()
+                .iter()
+                .position(|candidate| Arc::ptr_eq(column, candidate))
+        })
+        .map(|i| sizes[i])
+        .sum()
 }
 
 fn ticks(limit: Duration, tick: Duration) -> u64 {

@@ -37,7 +37,7 @@ mod sandbox;
 pub use error::{Call, ErrorKind, PluginError};
 pub use instance::PluginInstance;
 pub use limits::{Limits, RuntimeConfig};
-pub use runtime::{Plugin, PluginId, Runtime, RuntimeStats};
+pub use runtime::{PERFMAP_VAR, Plugin, PluginId, Runtime, RuntimeStats};
 pub use weir_sdk::Metadata;
 
 /// Host bindings for the `weir:plugin` world.

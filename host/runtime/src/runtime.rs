@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, ComponentExportIndex, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ProfilingStrategy,
+};
 
 use crate::bindings::{PluginIndices, PluginPre};
 use crate::cache::CodeCache;
@@ -27,6 +29,10 @@ const PROVIDED_IMPORTS: &[&str] = &[
     "wasi:filesystem/",
     "wasi:sockets/",
 ];
+
+/// Set (to anything but `0`) to write `/tmp/perf-PID.map`, so `perf report` names the plugins'
+/// compiled functions instead of showing bare addresses. A diagnostic; it costs a little per load.
+pub const PERFMAP_VAR: &str = "WEIR_WASM_PERFMAP";
 
 /// The interface a plugin exports.
 const TRANSFORM: &str = "weir:plugin/transform@0.1.0";
@@ -107,6 +113,9 @@ impl Runtime {
             .memory_init_cow(true)
             .cranelift_opt_level(wasmtime::OptLevel::Speed)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
+        if std::env::var_os(PERFMAP_VAR).is_some_and(|v| !v.is_empty() && v != "0") {
+            wasm.profiler(ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&wasm).map_err(|e| setup(format!("{e:#}")))?;
 
         let mut linker = Linker::new(&engine);

@@ -178,12 +178,17 @@ impl KeyedHasher {
     /// The lowercase hex digits of the digest of `message` (all 64; callers keep a prefix).
     #[inline]
     pub fn hex(&self, message: &[u8]) -> [u8; 64] {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
+        // Arithmetic rather than a table lookup, so the loop vectorises (also in Wasm, where a
+        // lookup is a load from linear memory per digit).
+        fn digit(nibble: u8) -> u8 {
+            // 0..=9 → '0'..='9'; 10..=15 → 'a'..='f' (`(nibble + 6) >> 4` is 1 exactly there).
+            nibble + b'0' + ((nibble + 6) >> 4) * (b'a' - b'0' - 10)
+        }
         let digest = self.digest(message);
         let mut hex = [0u8; 64];
         for (pair, byte) in hex.chunks_exact_mut(2).zip(digest) {
-            pair[0] = HEX[(byte >> 4) as usize];
-            pair[1] = HEX[(byte & 0x0f) as usize];
+            pair[0] = digit(byte >> 4);
+            pair[1] = digit(byte & 0x0f);
         }
         hex
     }

@@ -21,8 +21,9 @@ impl Transform for Hostile {
     }
 
     fn process(&mut self, batch: RecordBatch) -> Result<Vec<RecordBatch>, Error> {
-        // Share one batch many times: cheap in the guest, far past the output caps once encoded,
-        // yet within the memory limit, so the output cap is what stops it.
+        // Share one batch many times: cheap in the guest and across the boundary (passthrough
+        // frames repeat the input's columns by reference), yet far past the output caps, which
+        // count the bytes repeated; within the memory limit, so the output cap is what stops it.
         Ok(vec![batch; 1024])
     }
 }
