@@ -14,6 +14,10 @@
 //! repeated columns from the input batch it sent, which it already trusts, so a plugin can name
 //! only data the host gave it: nothing it could not have returned by copying. Passthrough frames
 //! are not used for schemas with dictionary columns (the IPC dictionary state is per stream).
+//!
+//! **Selection frames.** A row filter ([`Transform::select`](crate::Transform::select)) returns
+//! only which rows to keep: a 64-byte header (magic, input rows, selected rows) and a bitmap. The
+//! receiver filters the input batch it sent, natively.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -53,6 +57,10 @@ pub fn decode_schema(bytes: &[u8]) -> Result<Schema, ArrowError> {
 
 /// The first bytes of a passthrough frame (an IPC message starts with `0xffffffff` instead).
 const PASSTHROUGH_MAGIC: [u8; 8] = *b"WEIRPT01";
+/// The first bytes of a selection frame: the input batch, filtered by the bitmap that follows.
+const SELECTION_MAGIC: [u8; 8] = *b"WEIRSEL1";
+/// Header length of a selection frame: magic, input rows, selected rows, padded to 64 bytes.
+const SELECTION_HEADER_LEN: usize = 64;
 /// In a passthrough header: the column is carried in the frame, not repeated from the input.
 const CARRIED: u32 = u32::MAX;
 /// Distinct passthrough layouts a decoder keeps a sub-decoder for; a plugin that keeps changing
@@ -126,6 +134,52 @@ impl BatchEncoder {
             },
             schema_message,
         ))
+    }
+
+    /// Encodes "`input` filtered by `keep`" (a null in `keep` drops its row) without the data: a
+    /// selection frame (see the module docs), or a passthrough frame repeating every column when
+    /// every row is kept, or nothing when none is. The stream's schema must be `input`'s.
+    pub fn encode_selection(
+        &mut self,
+        input: &RecordBatch,
+        keep: &arrow_array::BooleanArray,
+    ) -> Result<Option<Vec<u8>>, ArrowError> {
+        if keep.len() != input.num_rows() {
+            return Err(ArrowError::InvalidArgumentError(format!(
+                "a selection of {} rows for a batch of {}",
+                keep.len(),
+                input.num_rows()
+            )));
+        }
+        if input.schema().fields() != self.schema.fields() || !self.passthrough {
+            // Not a pure filter of the stream's schema: send the filtered batch itself.
+            let kept = arrow_select::filter::filter_record_batch(input, keep)?;
+            return (kept.num_rows() > 0)
+                .then(|| self.encode(&kept))
+                .transpose();
+        }
+        let bits = match keep.nulls() {
+            Some(nulls) if nulls.null_count() > 0 => keep.values() & nulls.inner(),
+            _ => keep.values().clone(),
+        };
+        let selected = bits.count_set_bits();
+        if selected == 0 {
+            return Ok(None);
+        }
+        if selected == input.num_rows() {
+            return self.encode_passthrough(input, input.columns()).map(Some);
+        }
+        let rows = u32::try_from(input.num_rows()).map_err(|_| {
+            ArrowError::IpcError(format!("{} rows do not fit one frame", input.num_rows()))
+        })?;
+        let bitmap = bits.sliced();
+        let mut frame = Vec::with_capacity(SELECTION_HEADER_LEN + bitmap.len());
+        frame.extend_from_slice(&SELECTION_MAGIC);
+        frame.extend_from_slice(&rows.to_le_bytes());
+        frame.extend_from_slice(&(selected as u32).to_le_bytes());
+        frame.resize(SELECTION_HEADER_LEN, 0);
+        frame.extend_from_slice(&bitmap[..input.num_rows().div_ceil(8)]);
+        Ok(Some(frame))
     }
 
     /// Encodes a batch computed from an input batch whose columns were `input`: columns that are
@@ -368,6 +422,9 @@ impl BatchDecoder {
         payload: Buffer,
         input: Option<&RecordBatch>,
     ) -> Result<RecordBatch, ArrowError> {
+        if payload.starts_with(&SELECTION_MAGIC) {
+            return self.decode_selection(&payload, input);
+        }
         if !payload.starts_with(&PASSTHROUGH_MAGIC) {
             return self.decode_buffer(payload);
         }
@@ -465,6 +522,88 @@ impl BatchDecoder {
             self.schema.clone(),
             columns,
             &RecordBatchOptions::new().with_row_count(Some(rows)),
+        )
+    }
+}
+
+impl BatchDecoder {
+    /// Decodes a selection frame: `input` filtered by the frame's bitmap, checked against the
+    /// header's row counts and the declared schema.
+    fn decode_selection(
+        &self,
+        payload: &Buffer,
+        input: Option<&RecordBatch>,
+    ) -> Result<RecordBatch, ArrowError> {
+        let error = |message: String| ArrowError::IpcError(format!("selection frame: {message}"));
+        let Some(input) = input else {
+            return Err(error(
+                "sent where there is no input batch to select from".into(),
+            ));
+        };
+        if matches!(self.decoder, Decoder::Trusted(_)) || has_dictionaries(&self.schema) {
+            return Err(error("not allowed in this stream".into()));
+        }
+        if payload.len() < SELECTION_HEADER_LEN {
+            return Err(error("truncated header".into()));
+        }
+        let word = |at: usize| {
+            u32::from_le_bytes([
+                payload[at],
+                payload[at + 1],
+                payload[at + 2],
+                payload[at + 3],
+            ]) as usize
+        };
+        let (rows, selected) = (word(8), word(12));
+        if rows != input.num_rows() {
+            return Err(error(format!(
+                "selects from {rows} rows, but the input batch has {}",
+                input.num_rows()
+            )));
+        }
+        if payload.len() != SELECTION_HEADER_LEN + rows.div_ceil(8) {
+            return Err(error(format!(
+                "a bitmap of {} bytes for {rows} rows",
+                payload.len() - SELECTION_HEADER_LEN
+            )));
+        }
+        if self.schema.fields().len() != input.num_columns() {
+            return Err(error(format!(
+                "the declared output schema has {} columns, the input {}",
+                self.schema.fields().len(),
+                input.num_columns()
+            )));
+        }
+        for (field, column) in self.schema.fields().iter().zip(input.columns()) {
+            if field.data_type() != column.data_type() {
+                return Err(error(format!(
+                    "column `{}` is declared {} but the input's is {}",
+                    field.name(),
+                    field.data_type(),
+                    column.data_type()
+                )));
+            }
+        }
+        let bits = arrow_buffer::BooleanBuffer::new(payload.slice(SELECTION_HEADER_LEN), 0, rows);
+        if bits.count_set_bits() != selected {
+            return Err(error(format!(
+                "says {selected} rows are selected, its bitmap {}",
+                bits.count_set_bits()
+            )));
+        }
+        let keep = arrow_array::BooleanArray::new(bits, None);
+        let filter = arrow_select::filter::FilterBuilder::new(&keep)
+            .optimize()
+            .build();
+        let columns = input
+            .columns()
+            .iter()
+            .map(|column| filter.filter(column))
+            .collect::<Result<Vec<_>, _>>()?;
+        RecordBatch::try_new_with_options(
+            self.schema.clone(),
+            columns,
+            &RecordBatchOptions::new().with_row_count(Some(selected)),
         )
     }
 }
@@ -773,6 +912,96 @@ mod tests {
             trusted
                 .decode_answer(Buffer::from_vec(frame), Some(&input))
                 .is_err()
+        );
+    }
+
+    #[test]
+    fn selection_frames_carry_only_the_bitmap() {
+        let input = RecordBatch::try_from_iter([
+            (
+                "id",
+                Arc::new(Int64Array::from_iter_values(0..100)) as ArrayRef,
+            ),
+            (
+                "name",
+                Arc::new(StringArray::from_iter_values(
+                    (0..100).map(|i| format!("n{i}")),
+                )) as ArrayRef,
+            ),
+        ])
+        .unwrap();
+        let (mut encoder, schema_message) = BatchEncoder::new(input.schema()).unwrap();
+        let mut decoder = BatchDecoder::new(&schema_message).unwrap();
+        // Every third row, and a null (dropped) at row 3.
+        let keep: arrow_array::BooleanArray = (0..100)
+            .map(|i| if i == 3 { None } else { Some(i % 3 == 0) })
+            .collect();
+        let frame = encoder.encode_selection(&input, &keep).unwrap().unwrap();
+        assert!(frame.starts_with(&SELECTION_MAGIC));
+        assert_eq!(frame.len(), 64 + 13);
+        let decoded = decoder
+            .decode_answer(Buffer::from_vec(frame), Some(&input))
+            .unwrap();
+        let expected = arrow_select::filter::filter_record_batch(&input, &keep).unwrap();
+        assert_eq!(decoded, expected);
+        assert_eq!(decoded.num_rows(), 33);
+
+        // All rows: the columns are repeated as they are; none: nothing at all.
+        let all = arrow_array::BooleanArray::from(vec![true; 100]);
+        let frame = encoder.encode_selection(&input, &all).unwrap().unwrap();
+        assert!(frame.starts_with(&PASSTHROUGH_MAGIC));
+        let decoded = decoder
+            .decode_answer(Buffer::from_vec(frame), Some(&input))
+            .unwrap();
+        assert!(Arc::ptr_eq(decoded.column(1), input.column(1)));
+        let none = arrow_array::BooleanArray::from(vec![false; 100]);
+        assert!(encoder.encode_selection(&input, &none).unwrap().is_none());
+        let short = arrow_array::BooleanArray::from(vec![true; 99]);
+        assert!(encoder.encode_selection(&input, &short).is_err());
+    }
+
+    #[test]
+    fn selection_frames_are_checked() {
+        let input = plain_batch();
+        let (mut encoder, schema_message) = BatchEncoder::new(input.schema()).unwrap();
+        let keep = arrow_array::BooleanArray::from(vec![true, false, true]);
+        let frame = encoder.encode_selection(&input, &keep).unwrap().unwrap();
+        let decode = |frame: Vec<u8>, input: Option<&RecordBatch>| {
+            let mut decoder = BatchDecoder::new(&schema_message).unwrap();
+            decoder
+                .decode_answer(Buffer::from_vec(frame), input)
+                .unwrap_err()
+                .to_string()
+        };
+        let err = decode(frame.clone(), None);
+        assert!(err.contains("no input batch to select from"), "{err}");
+        let err = decode(frame.clone(), Some(&input.slice(0, 2)));
+        assert!(
+            err.contains("selects from 3 rows, but the input batch has 2"),
+            "{err}"
+        );
+        let mut count = frame.clone();
+        count[12..16].copy_from_slice(&3u32.to_le_bytes());
+        let err = decode(count, Some(&input));
+        assert!(
+            err.contains("says 3 rows are selected, its bitmap 2"),
+            "{err}"
+        );
+        let mut long = frame.clone();
+        long.push(0);
+        let err = decode(long, Some(&input));
+        assert!(err.contains("a bitmap of 2 bytes for 3 rows"), "{err}");
+        let err = decode(frame[..40].to_vec(), Some(&input));
+        assert!(err.contains("truncated header"), "{err}");
+        let swapped = RecordBatch::try_from_iter([
+            ("id", input.column(1).clone()),
+            ("name", input.column(0).clone()),
+        ])
+        .unwrap();
+        let err = decode(frame, Some(&swapped));
+        assert!(
+            err.contains("column `id` is declared Int64 but the input's is Utf8"),
+            "{err}"
         );
     }
 

@@ -104,8 +104,30 @@ pub trait Transform: Sized {
     /// The schema of every batch this transform returns; fixed once opened.
     fn output_schema(&self) -> SchemaRef;
 
-    /// Transforms one batch into zero or more batches.
-    fn process(&mut self, batch: RecordBatch) -> Result<Vec<RecordBatch>, Error>;
+    /// Transforms one batch into zero or more batches. Row filters implement
+    /// [`select`](Self::select) instead and keep this default, which applies it.
+    fn process(&mut self, batch: RecordBatch) -> Result<Vec<RecordBatch>, Error> {
+        let Some(keep) = self.select(&batch)? else {
+            return Err(Error::internal(
+                "the transform implements neither `process` nor `select`",
+            ));
+        };
+        let kept = arrow_select::filter::filter_record_batch(&batch, &keep)?;
+        Ok(if kept.num_rows() == 0 {
+            Vec::new()
+        } else {
+            vec![kept]
+        })
+    }
+
+    /// For row filters: which rows of `batch` to keep (a null counts as drop), or `None` to have
+    /// [`process`](Self::process) called for this batch instead. The output is then exactly
+    /// `batch` filtered by it, so the output schema must be the input schema. In a component only
+    /// the selection crosses back: the host filters the batch it already holds, natively.
+    fn select(&mut self, batch: &RecordBatch) -> Result<Option<arrow_array::BooleanArray>, Error> {
+        let _ = batch;
+        Ok(None)
+    }
 
     /// Ends the input: returns anything still held (aggregations emit here).
     fn finish(&mut self) -> Result<Vec<RecordBatch>, Error> {

@@ -219,6 +219,10 @@ mod expectations {
                 "rows",
                 "1000000 rows repeat columns of an input batch of 1000 rows",
             ),
+            (
+                "selection-count",
+                "says 999 rows are selected, its bitmap 1000",
+            ),
         ] {
             let config = format!(r#"{{"forge": "{forge}"}}"#);
             let error = expect_failure("guest-bad-ipc", path, &config);

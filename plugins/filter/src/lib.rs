@@ -70,9 +70,7 @@ use arrow::array::{
 };
 use arrow::compute::kernels::cmp;
 use arrow::compute::kernels::comparison::{contains, starts_with};
-use arrow::compute::{
-    CastOptions, and_kleene, cast_with_options, filter_record_batch, not, or_kleene,
-};
+use arrow::compute::{CastOptions, and_kleene, cast_with_options, not, or_kleene};
 use arrow::datatypes::{DataType, Schema, SchemaRef};
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -270,21 +268,13 @@ impl Transform for Filter {
         self.schema.clone()
     }
 
-    fn process(&mut self, batch: RecordBatch) -> Result<Vec<RecordBatch>, Error> {
-        if batch.num_rows() == 0 {
-            return Ok(Vec::new());
-        }
-        let mask = self.root.eval(&batch)?;
+    /// The rows whose predicate is true; a null predicate drops its row. Only this selection
+    /// leaves the plugin: the host filters the batch it holds (`Transform::process` applies it
+    /// natively).
+    fn select(&mut self, batch: &RecordBatch) -> Result<Option<BooleanArray>, Error> {
+        let mask = self.root.eval(batch)?;
         debug_assert_eq!(mask.len(), batch.num_rows());
-        if mask.null_count() == 0 && mask.true_count() == batch.num_rows() {
-            return Ok(vec![batch]);
-        }
-        // `filter_record_batch` treats null as false: rows whose predicate is null are dropped.
-        let kept = filter_record_batch(&batch, &mask)?;
-        if kept.num_rows() == 0 {
-            return Ok(Vec::new());
-        }
-        Ok(vec![kept])
+        Ok(Some(mask))
     }
 }
 

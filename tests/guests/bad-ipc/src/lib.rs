@@ -1,7 +1,8 @@
 //! Declares its input schema as its output, then returns bytes that are not IPC, or, with a
 //! config naming a `forge` mode, a passthrough frame (see `weir_sdk::ipc`) that lies: it repeats
 //! an input column that does not exist (`"missing-column"`), one of another type where an
-//! `Int64` is declared (`"wrong-type"`), or claims more rows than the input has (`"rows"`).
+//! `Int64` is declared (`"wrong-type"`), or claims more rows than the input has (`"rows"`); or a
+//! selection frame whose header miscounts its bitmap (`"selection-count"`).
 #![cfg(target_arch = "wasm32")]
 
 use std::sync::Mutex;
@@ -63,6 +64,15 @@ impl wit::Guest for Raw {
             Some("missing-column") => return Ok(vec![forged(2, 1000, 42)]),
             Some("wrong-type") => return Ok(vec![forged(2, 1000, 1)]),
             Some("rows") => return Ok(vec![forged(2, 1_000_000, 0)]),
+            Some("selection-count") => {
+                // A selection frame whose header miscounts its bitmap (every row set).
+                let mut frame = b"WEIRSEL1".to_vec();
+                frame.extend_from_slice(&1000u32.to_le_bytes());
+                frame.extend_from_slice(&999u32.to_le_bytes());
+                frame.resize(64, 0);
+                frame.extend(std::iter::repeat_n(0xff, 125));
+                return Ok(vec![frame]);
+            }
             _ => {}
         }
         let mut garbage = batch;
