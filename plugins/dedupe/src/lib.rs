@@ -31,7 +31,6 @@
 use std::collections::HashSet;
 
 use arrow::array::BooleanArray;
-use arrow::compute::filter_record_batch;
 use arrow::datatypes::SchemaRef;
 use arrow::row::{RowConverter, SortField};
 use schemars::JsonSchema;
@@ -106,31 +105,20 @@ impl Transform for Dedupe {
         self.schema.clone()
     }
 
-    fn process(&mut self, batch: RecordBatch) -> Result<Vec<RecordBatch>, Error> {
-        if batch.num_rows() == 0 {
-            return Ok(Vec::new());
-        }
+    /// The rows whose key was not seen before (in this batch or an earlier one). Only this
+    /// selection leaves the plugin: the host filters the batch it holds.
+    fn select(&mut self, batch: &RecordBatch) -> Result<Option<BooleanArray>, Error> {
         let key_columns: Vec<_> = self.keys.iter().map(|&i| batch.column(i).clone()).collect();
         let rows = self.converter.convert_columns(&key_columns)?;
         self.seen.reserve(rows.num_rows().min(1 << 16));
-        let mut kept = 0;
-        let keep: Vec<bool> = rows
+        let keep: BooleanArray = rows
             .iter()
             .map(|row| {
                 let bytes = row.as_ref();
-                let new = !self.seen.contains(bytes) && self.seen.insert(bytes.into());
-                kept += usize::from(new);
-                new
+                Some(!self.seen.contains(bytes) && self.seen.insert(bytes.into()))
             })
             .collect();
-        let keep = BooleanArray::from(keep);
-        if kept == batch.num_rows() {
-            return Ok(vec![batch]);
-        }
-        if kept == 0 {
-            return Ok(Vec::new());
-        }
-        Ok(vec![filter_record_batch(&batch, &keep)?])
+        Ok(Some(keep))
     }
 }
 
