@@ -200,6 +200,26 @@ async fn main() {
     if run("load") {
         loads(kept.as_deref().unwrap_or(dir.path())).await;
     }
+    // `-- profile-load` with WEIR_BENCH_PROFILE=small|appends|overwrites (default appends):
+    // only opens that table, `WEIR_BENCH_REPS` times (default 300), for a profiler.
+    if args.iter().any(|a| a == "profile-load") {
+        profile_load(kept.as_deref().unwrap_or(dir.path())).await;
+    }
+}
+
+async fn profile_load(root: &std::path::Path) {
+    let which = std::env::var("WEIR_BENCH_PROFILE").unwrap_or_else(|_| "appends".into());
+    let url = match which.as_str() {
+        "small" => table_with_versions(root, 10, false).await,
+        "overwrites" => table_with_versions(root, 10_000, true).await,
+        _ => table_with_versions(root, 10_000, false).await,
+    };
+    let reps = std::env::var("WEIR_BENCH_REPS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(300);
+    let (t, v, f) = load_time(&url, reps).await;
+    println!("{which}: {} versions, {f} files: {:.3} ms", v + 1, ms(t));
 }
 
 async fn commits(root: &std::path::Path, with_rename: bool) {

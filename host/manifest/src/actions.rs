@@ -13,11 +13,119 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Deref;
+use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Partition values of a file: column name to value (`None` is the null partition).
 pub type PartitionValues = BTreeMap<String, Option<String>>;
+
+/// The partition values of an `add` or `remove`, shared between the files of one partition: a
+/// table of 10,000 files in 10 partitions holds 10 maps, not 10,000 (loading a checkpoint or
+/// committing many files interns them).
+///
+/// Reads as a [`PartitionValues`] (it derefs to one: `values["dt"]`, `values.get(..)`,
+/// `&values` where a `&PartitionValues` is wanted). It deliberately does not implement
+/// `Clone`, so `values.clone()` gives an owned [`PartitionValues`] as it did when this field was
+/// one; [`SharedPartitionValues::share`] is the cheap copy.
+#[derive(PartialEq, Eq, Hash, Default)]
+pub struct SharedPartitionValues(Arc<PartitionValues>);
+
+impl SharedPartitionValues {
+    /// Another handle on the same values (no copy).
+    pub fn share(&self) -> Self {
+        Self(Arc::clone(&self.0))
+    }
+}
+
+impl Deref for SharedPartitionValues {
+    type Target = PartitionValues;
+    fn deref(&self) -> &PartitionValues {
+        &self.0
+    }
+}
+
+impl From<PartitionValues> for SharedPartitionValues {
+    fn from(values: PartitionValues) -> Self {
+        Self(Arc::new(values))
+    }
+}
+
+impl From<Arc<PartitionValues>> for SharedPartitionValues {
+    fn from(values: Arc<PartitionValues>) -> Self {
+        Self(values)
+    }
+}
+
+impl<const N: usize> From<[(String, Option<String>); N]> for SharedPartitionValues {
+    fn from(entries: [(String, Option<String>); N]) -> Self {
+        Self(Arc::new(entries.into()))
+    }
+}
+
+/// Hands out one [`SharedPartitionValues`] per distinct set of partition values.
+#[derive(Default)]
+pub(crate) struct ValuesInterner {
+    table: hashbrown::HashTable<(u64, Arc<PartitionValues>)>,
+    hasher: hashbrown::DefaultHashBuilder,
+}
+
+impl ValuesInterner {
+    /// Order-independent: the sum of the entries' hashes.
+    fn hash<'a>(&self, entries: impl Iterator<Item = (&'a str, Option<&'a str>)>) -> u64 {
+        use std::hash::BuildHasher;
+        entries.fold(0u64, |sum, entry| {
+            sum.wrapping_add(self.hasher.hash_one(entry))
+        })
+    }
+
+    /// The shared values with exactly these entries (given in any order).
+    pub fn intern<'a, I>(&mut self, entries: I) -> SharedPartitionValues
+    where
+        I: Iterator<Item = (&'a str, Option<&'a str>)> + Clone,
+    {
+        let hash = self.hash(entries.clone());
+        let count = entries.clone().count();
+        let same = |map: &PartitionValues| {
+            map.len() == count
+                && entries
+                    .clone()
+                    .all(|(k, v)| map.get(k).is_some_and(|have| have.as_deref() == v))
+        };
+        if let Some((_, found)) = self.table.find(hash, |(h, map)| *h == hash && same(map)) {
+            return SharedPartitionValues(Arc::clone(found));
+        }
+        let map: PartitionValues = entries
+            .map(|(k, v)| (k.to_string(), v.map(str::to_string)))
+            .collect();
+        // From the map itself (a repeated key counts once there).
+        let hash = self.hash(map.iter().map(|(k, v)| (k.as_str(), v.as_deref())));
+        let map = Arc::new(map);
+        self.table
+            .insert_unique(hash, (hash, Arc::clone(&map)), |(h, _)| *h);
+        SharedPartitionValues(map)
+    }
+}
+
+impl fmt::Debug for SharedPartitionValues {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl Serialize for SharedPartitionValues {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for SharedPartitionValues {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        PartitionValues::deserialize(deserializer).map(Self::from)
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -70,14 +178,14 @@ pub struct Metadata {
     pub created_time: Option<i64>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Add {
     /// The object key relative to the table root (URI-encoded only in the log).
     #[serde(with = "uri_path")]
     pub path: String,
     #[serde(default)]
-    pub partition_values: PartitionValues,
+    pub partition_values: SharedPartitionValues,
     pub size: i64,
     pub modification_time: i64,
     pub data_change: bool,
@@ -87,7 +195,7 @@ pub struct Add {
     pub tags: Option<BTreeMap<String, Option<String>>>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Remove {
     /// The object key relative to the table root (URI-encoded only in the log).
@@ -99,9 +207,40 @@ pub struct Remove {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extended_file_metadata: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub partition_values: Option<PartitionValues>,
+    pub partition_values: Option<SharedPartitionValues>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<i64>,
+}
+
+// By hand: the partition values are shared, not copied.
+impl Clone for Add {
+    fn clone(&self) -> Self {
+        Self {
+            path: self.path.clone(),
+            partition_values: self.partition_values.share(),
+            size: self.size,
+            modification_time: self.modification_time,
+            data_change: self.data_change,
+            stats: self.stats.clone(),
+            tags: self.tags.clone(),
+        }
+    }
+}
+
+impl Clone for Remove {
+    fn clone(&self) -> Self {
+        Self {
+            path: self.path.clone(),
+            deletion_timestamp: self.deletion_timestamp,
+            data_change: self.data_change,
+            extended_file_metadata: self.extended_file_metadata,
+            partition_values: self
+                .partition_values
+                .as_ref()
+                .map(SharedPartitionValues::share),
+            size: self.size,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -234,7 +373,7 @@ pub(crate) fn size_hint(action: &Action) -> usize {
     match action {
         Action::Add(a) => add_size_hint(a),
         Action::Remove(r) => {
-            160 + r.path.len() * 3 / 2 + r.partition_values.as_ref().map_or(0, values_size_hint)
+            160 + r.path.len() * 3 / 2 + r.partition_values.as_deref().map_or(0, values_size_hint)
         }
         _ => 512,
     }

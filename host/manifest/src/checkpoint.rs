@@ -11,14 +11,14 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};
 use bytes::Bytes;
-use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
 };
+use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::file::properties::WriterProperties;
 use weir_store::Store;
 
-use crate::actions::{self, Action};
+use crate::actions::{self, Action, ValuesInterner};
 use crate::error::{Error, Result};
 use crate::snapshot::{LAST_CHECKPOINT, LastCheckpoint, LogReplay, Snapshot, checkpoint_key};
 
@@ -189,55 +189,114 @@ pub(crate) fn decode(bytes: Bytes) -> Result<LogReplay, String> {
     let metadata = ArrowReaderMetadata::load(&bytes, ArrowReaderOptions::default())
         .map_err(|e| e.to_string())?;
     let rows = usize::try_from(metadata.metadata().file_metadata().num_rows()).unwrap_or(0);
-    // Decoded on this thread: on a loaded 2-core machine, decoding row groups on scoped threads
-    // measured slower (thread start-up, cross-thread frees of every string) than doing it here.
-    let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(bytes, metadata)
-        .with_batch_size(8192)
-        .build()
-        .map_err(|e| e.to_string())?;
-    let mut decoded = Vec::new();
-    for batch in reader {
-        decoded.push(batch_actions(&batch.map_err(|e| e.to_string())?));
-    }
     let mut replay = LogReplay::default();
     replay.files.reserve(rows);
-    for actions in decoded {
-        for action in actions? {
-            match action {
-                // In a checkpoint a remove is only a tombstone; it never hides an add.
-                Action::Remove(remove) => {
-                    replay.tombstones.insert(remove);
-                }
-                action => replay.apply(action),
-            }
+    let mut interner = ValuesInterner::default();
+    // Each row group is read with only the action columns that have a value in it (by the
+    // column chunks' null counts): the few protocol/metaData/txn rows do not make every row
+    // group decode those (wide, nested) columns, nor an append-only table its empty `remove`.
+    // Decoded on this thread: on a loaded 2-core machine, decoding row groups on scoped threads
+    // measured slower (thread start-up, cross-thread frees of every string) than doing it here.
+    for (group, roots) in row_group_roots(&metadata) {
+        if roots.is_empty() {
+            continue;
+        }
+        let mask = ProjectionMask::roots(metadata.metadata().file_metadata().schema_descr(), roots);
+        let group_rows = metadata.metadata().row_group(group).num_rows();
+        let reader =
+            ParquetRecordBatchReaderBuilder::new_with_metadata(bytes.clone(), metadata.clone())
+                .with_row_groups(vec![group])
+                .with_projection(mask)
+                .with_batch_size(usize::try_from(group_rows).unwrap_or(8192).clamp(1, 8192))
+                .build()
+                .map_err(|e| e.to_string())?;
+        for batch in reader {
+            apply_batch(
+                &batch.map_err(|e| e.to_string())?,
+                &mut replay,
+                &mut interner,
+            )?;
         }
     }
     Ok(replay)
 }
 
-/// Converts checkpoint rows back to actions (only the columns Weir understands). `add` and
-/// `remove` (the bulk of a checkpoint) are decoded straight from Arrow; anything else, or columns
+/// The action columns Weir reads from a checkpoint.
+const ACTION_COLUMNS: [&str; 5] = ["txn", "add", "remove", "metaData", "protocol"];
+
+/// For each row group, the indices of the top-level action columns that may hold a value in
+/// it. A column is left out only if every one of its non-repeated leaves is null in every row
+/// of the group (by the column chunk statistics); every action has a required field, so a
+/// present action always has a non-null leaf. Without statistics a column is read.
+fn row_group_roots(metadata: &ArrowReaderMetadata) -> Vec<(usize, Vec<usize>)> {
+    let parquet = metadata.metadata();
+    let schema = parquet.file_metadata().schema_descr();
+    let roots: Vec<usize> = (0..schema.root_schema().get_fields().len())
+        .filter(|&root| ACTION_COLUMNS.contains(&schema.root_schema().get_fields()[root].name()))
+        .collect();
+    (0..parquet.num_row_groups())
+        .map(|group| {
+            let rg = parquet.row_group(group);
+            let mut present = vec![false; schema.root_schema().get_fields().len()];
+            let mut seen = vec![false; present.len()];
+            for (leaf, chunk) in rg.columns().iter().enumerate() {
+                let root = schema.get_column_root_idx(leaf);
+                let descr = schema.column(leaf);
+                if descr.max_rep_level() > 0 {
+                    continue;
+                }
+                seen[root] = true;
+                let all_null = chunk
+                    .statistics()
+                    .and_then(|s| s.null_count_opt())
+                    .is_some_and(|nulls| i64::try_from(nulls).ok() == Some(rg.num_rows()));
+                if !all_null {
+                    present[root] = true;
+                }
+            }
+            let wanted = roots
+                .iter()
+                .copied()
+                .filter(|&root| present[root] || !seen[root])
+                .collect();
+            (group, wanted)
+        })
+        .collect()
+}
+
+/// Applies the actions of checkpoint rows to `replay`. `add` and `remove` (the bulk of a
+/// checkpoint) are decoded straight from Arrow into the replay state; anything else, or columns
 /// with unexpected types written by another engine, goes through arrow-json.
-fn batch_actions(batch: &RecordBatch) -> Result<Vec<Action>, String> {
+fn apply_batch(
+    batch: &RecordBatch,
+    replay: &mut LogReplay,
+    interner: &mut ValuesInterner,
+) -> Result<(), String> {
     let schema = batch.schema();
-    let mut out = Vec::with_capacity(batch.num_rows());
     let mut rest = Vec::new();
-    for name in ["txn", "add", "remove", "metaData", "protocol"] {
+    for name in ACTION_COLUMNS {
         let Ok(index) = schema.index_of(name) else {
             continue;
         };
         let column = batch.column(index);
         let fast = match name {
-            "add" => fast::adds(column, &mut out),
-            "remove" => fast::removes(column, &mut out),
-            _ => false,
+            "add" => fast::adds(column, interner, |add| {
+                replay.tombstones.remove(&add.path);
+                replay.files.insert(add);
+            }),
+            // In a checkpoint a remove is only a tombstone; it never hides an add.
+            "remove" => fast::removes(column, interner, |remove| {
+                replay.tombstones.insert(remove);
+            }),
+            _ => None,
         };
-        if !fast {
-            rest.push(index);
+        match fast {
+            Some(result) => result?,
+            None => rest.push(index),
         }
     }
     if rest.is_empty() {
-        return Ok(out);
+        return Ok(());
     }
     let batch = batch.project(&rest).map_err(|e| e.to_string())?;
     // Only the few rows that hold one of these actions (most rows are adds or removes).
@@ -245,7 +304,7 @@ fn batch_actions(batch: &RecordBatch) -> Result<Vec<Action>, String> {
         .filter(|&row| batch.columns().iter().any(|c| c.is_valid(row)))
         .collect();
     if rows.is_empty() {
-        return Ok(out);
+        return Ok(());
     }
     let mut json = Vec::new();
     {
@@ -258,54 +317,101 @@ fn batch_actions(batch: &RecordBatch) -> Result<Vec<Action>, String> {
         writer.finish().map_err(|e| e.to_string())?;
     }
     if json.is_empty() {
-        return Ok(out);
+        return Ok(());
     }
     let rows: Vec<serde_json::Value> = serde_json::from_slice(&json).map_err(|e| e.to_string())?;
     for row in rows {
-        if let Some(action) = actions::parse_action(row)? {
-            out.push(action);
+        match actions::parse_action(row)? {
+            Some(Action::Remove(remove)) => {
+                replay.tombstones.insert(remove);
+            }
+            Some(action) => replay.apply(action),
+            None => {}
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 mod fast {
-    use std::collections::BTreeMap;
-
     use arrow_array::cast::AsArray;
     use arrow_array::types::Int64Type;
-    use arrow_array::{Array, ArrayRef, MapArray, StructArray};
+    use arrow_array::{Array, ArrayRef, MapArray, StringArray};
 
-    use crate::actions::{Action, Add, PartitionValues, Remove, decode_path};
+    use crate::actions::{
+        Add, PartitionValues, Remove, SharedPartitionValues, ValuesInterner, decode_path,
+    };
 
-    fn map_at(map: &MapArray, row: usize) -> Option<Option<PartitionValues>> {
-        if map.is_null(row) {
-            return Some(None);
+    /// A `map<string, string>` column, its keys and values checked to be strings.
+    struct StringMap<'a> {
+        map: &'a MapArray,
+        keys: &'a StringArray,
+        values: &'a StringArray,
+    }
+
+    impl<'a> StringMap<'a> {
+        fn new(column: &'a ArrayRef) -> Option<Self> {
+            let map = column.as_map_opt()?;
+            Some(Self {
+                map,
+                keys: map.keys().as_string_opt::<i32>()?,
+                values: map.values().as_string_opt::<i32>()?,
+            })
         }
-        let keys = map.keys().as_string_opt::<i32>()?;
-        let values = map.values().as_string_opt::<i32>()?;
-        let offsets = map.value_offsets();
-        let mut out = BTreeMap::new();
-        for i in offsets[row] as usize..offsets[row + 1] as usize {
-            let value = (!values.is_null(i)).then(|| values.value(i).to_string());
-            out.insert(keys.value(i).to_string(), value);
+
+        fn at(&self, row: usize) -> Option<PartitionValues> {
+            if self.map.is_null(row) {
+                return None;
+            }
+            Some(
+                self.entries(row)
+                    .map(|(k, v)| (k.to_string(), v.map(str::to_string)))
+                    .collect(),
+            )
         }
-        Some(Some(out))
+
+        fn entries(
+            &self,
+            row: usize,
+        ) -> impl Iterator<Item = (&'a str, Option<&'a str>)> + Clone + use<'a> {
+            let offsets = self.map.value_offsets();
+            let (keys, values) = (self.keys, self.values);
+            (offsets[row] as usize..offsets[row + 1] as usize)
+                .map(move |i| (keys.value(i), (!values.is_null(i)).then(|| values.value(i))))
+        }
+
+        /// The partition values at `row`, shared with every other row that has the same.
+        fn shared_at(
+            &self,
+            row: usize,
+            interner: &mut ValuesInterner,
+        ) -> Option<SharedPartitionValues> {
+            if self.map.is_null(row) {
+                return None;
+            }
+            Some(interner.intern(self.entries(row)))
+        }
     }
 
-    fn parts(column: &ArrayRef) -> Option<&StructArray> {
-        column.as_struct_opt()
+    fn string_at(column: Option<&StringArray>, row: usize) -> Option<String> {
+        column.and_then(|c| (!c.is_null(row)).then(|| c.value(row).to_string()))
     }
 
-    /// Decodes the `add` column; false (and nothing pushed) if its shape is unexpected.
-    pub fn adds(column: &ArrayRef, out: &mut Vec<Action>) -> bool {
-        decode_adds(column).map(|adds| out.extend(adds)).is_some()
+    fn key_at(path: &StringArray, row: usize, what: &str) -> Result<String, String> {
+        decode_path(path.value(row))
+            .map(|p| p.into_owned())
+            .map_err(|e| format!("{what} row {row}: {e}"))
     }
 
-    fn decode_adds(column: &ArrayRef) -> Option<Vec<Action>> {
-        let s = parts(column)?;
+    /// Decodes the `add` column, handing each add to `sink`. `None` (and nothing handed over)
+    /// if the column's shape is unexpected; an error for an add that lacks a required field.
+    pub fn adds(
+        column: &ArrayRef,
+        interner: &mut ValuesInterner,
+        mut sink: impl FnMut(Add),
+    ) -> Option<Result<(), String>> {
+        let s = column.as_struct_opt()?;
         let path = s.column_by_name("path")?.as_string_opt::<i32>()?;
-        let pv = s.column_by_name("partitionValues")?.as_map_opt()?;
+        let pv = StringMap::new(s.column_by_name("partitionValues")?)?;
         let size = s.column_by_name("size")?.as_primitive_opt::<Int64Type>()?;
         let mtime = s
             .column_by_name("modificationTime")?
@@ -316,70 +422,73 @@ mod fast {
             None => None,
         };
         let tags = match s.column_by_name("tags") {
-            Some(c) => Some(c.as_map_opt()?),
+            Some(c) => Some(StringMap::new(c)?),
             None => None,
         };
-        let mut out = Vec::new();
-        for row in 0..s.len() {
-            if s.is_null(row) {
-                continue;
+        let mut run = || {
+            for row in 0..s.len() {
+                if s.is_null(row) {
+                    continue;
+                }
+                if path.is_null(row)
+                    || size.is_null(row)
+                    || mtime.is_null(row)
+                    || data_change.is_null(row)
+                {
+                    return Err(format!(
+                        "add row {row} lacks one of path, size, modificationTime, dataChange"
+                    ));
+                }
+                sink(Add {
+                    path: key_at(path, row, "add")?,
+                    partition_values: pv.shared_at(row, interner).unwrap_or_default(),
+                    size: size.value(row),
+                    modification_time: mtime.value(row),
+                    data_change: data_change.value(row),
+                    stats: string_at(stats, row),
+                    tags: tags.as_ref().and_then(|t| t.at(row)),
+                });
             }
-            if path.is_null(row)
-                || size.is_null(row)
-                || mtime.is_null(row)
-                || data_change.is_null(row)
-            {
-                return None;
-            }
-            out.push(Action::Add(Add {
-                path: decode_path(path.value(row)).ok()?.into_owned(),
-                partition_values: map_at(pv, row)?.unwrap_or_default(),
-                size: size.value(row),
-                modification_time: mtime.value(row),
-                data_change: data_change.value(row),
-                stats: stats.and_then(|c| (!c.is_null(row)).then(|| c.value(row).to_string())),
-                tags: match tags {
-                    Some(t) => map_at(t, row)?,
-                    None => None,
-                },
-            }));
-        }
-        Some(out)
+            Ok(())
+        };
+        Some(run())
     }
 
-    /// Decodes the `remove` column; false (and nothing pushed) if its shape is unexpected.
-    pub fn removes(column: &ArrayRef, out: &mut Vec<Action>) -> bool {
-        decode_removes(column).map(|r| out.extend(r)).is_some()
-    }
-
-    fn decode_removes(column: &ArrayRef) -> Option<Vec<Action>> {
-        let s = parts(column)?;
+    /// Decodes the `remove` column, handing each remove to `sink` (see [`adds`]).
+    pub fn removes(
+        column: &ArrayRef,
+        interner: &mut ValuesInterner,
+        mut sink: impl FnMut(Remove),
+    ) -> Option<Result<(), String>> {
+        let s = column.as_struct_opt()?;
         let path = s.column_by_name("path")?.as_string_opt::<i32>()?;
         let deleted = s
             .column_by_name("deletionTimestamp")?
             .as_primitive_opt::<Int64Type>()?;
         let data_change = s.column_by_name("dataChange")?.as_boolean_opt()?;
         let extended = s.column_by_name("extendedFileMetadata")?.as_boolean_opt()?;
-        let pv = s.column_by_name("partitionValues")?.as_map_opt()?;
+        let pv = StringMap::new(s.column_by_name("partitionValues")?)?;
         let size = s.column_by_name("size")?.as_primitive_opt::<Int64Type>()?;
-        let mut out = Vec::new();
-        for row in 0..s.len() {
-            if s.is_null(row) {
-                continue;
+        let mut run = || {
+            for row in 0..s.len() {
+                if s.is_null(row) {
+                    continue;
+                }
+                if path.is_null(row) || data_change.is_null(row) {
+                    return Err(format!("remove row {row} lacks path or dataChange"));
+                }
+                sink(Remove {
+                    path: key_at(path, row, "remove")?,
+                    deletion_timestamp: (!deleted.is_null(row)).then(|| deleted.value(row)),
+                    data_change: data_change.value(row),
+                    extended_file_metadata: (!extended.is_null(row)).then(|| extended.value(row)),
+                    partition_values: pv.shared_at(row, interner),
+                    size: (!size.is_null(row)).then(|| size.value(row)),
+                });
             }
-            if path.is_null(row) || data_change.is_null(row) {
-                return None;
-            }
-            out.push(Action::Remove(Remove {
-                path: decode_path(path.value(row)).ok()?.into_owned(),
-                deletion_timestamp: (!deleted.is_null(row)).then(|| deleted.value(row)),
-                data_change: data_change.value(row),
-                extended_file_metadata: (!extended.is_null(row)).then(|| extended.value(row)),
-                partition_values: map_at(pv, row)?,
-                size: (!size.is_null(row)).then(|| size.value(row)),
-            }));
-        }
-        Some(out)
+            Ok(())
+        };
+        Some(run())
     }
 }
 
@@ -435,13 +544,17 @@ mod tests {
             .unwrap();
         for batch in reader {
             let batch = batch.unwrap();
-            let mut out = Vec::new();
-            assert!(fast::adds(batch.column_by_name("add").unwrap(), &mut out));
-            assert!(fast::removes(
-                batch.column_by_name("remove").unwrap(),
-                &mut out
-            ));
-            assert_eq!(out.len(), 3);
+            let mut out = 0;
+            let interner = &mut ValuesInterner::default();
+            fast::adds(batch.column_by_name("add").unwrap(), interner, |_| out += 1)
+                .expect("the fast add decoder understands Weir's checkpoints")
+                .unwrap();
+            fast::removes(batch.column_by_name("remove").unwrap(), interner, |_| {
+                out += 1
+            })
+            .expect("the fast remove decoder understands Weir's checkpoints")
+            .unwrap();
+            assert_eq!(out, 3);
         }
         let decoded = decode(bytes)
             .unwrap()
@@ -493,13 +606,33 @@ mod tests {
             version: 3,
             last_updated: None,
         }));
+        // Tombstones after the adds (rows are sorted by kind), some with partition values.
+        for i in 0..10 {
+            replay.apply(Action::Remove(Remove {
+                path: format!("old/f{i}.parquet"),
+                deletion_timestamp: Some(i),
+                data_change: true,
+                extended_file_metadata: Some(true),
+                partition_values: (i % 2 == 0).then(|| [("dt".into(), None)].into()),
+                size: Some(i),
+            }));
+        }
         let snapshot = replay.into_snapshot(9, "memory://x").unwrap();
         let bytes = encode(&snapshot).unwrap();
-        let groups = ArrowReaderMetadata::load(&bytes, ArrowReaderOptions::default())
-            .unwrap()
-            .metadata()
-            .num_row_groups();
+        let metadata = ArrowReaderMetadata::load(&bytes, ArrowReaderOptions::default()).unwrap();
+        let groups = metadata.metadata().num_row_groups();
         assert!(groups >= 3, "{groups} row groups");
+        // Only the columns with a value in a row group are read from it.
+        let names = |roots: &[usize]| -> Vec<&str> {
+            roots
+                .iter()
+                .map(|&r| metadata.schema().field(r).name().as_str())
+                .collect()
+        };
+        let plan = row_group_roots(&metadata);
+        assert_eq!(names(&plan[0].1), ["txn", "add", "metaData", "protocol"]);
+        assert_eq!(names(&plan[1].1), ["add"]);
+        assert_eq!(names(&plan[groups - 1].1), ["add", "remove"]);
         let decoded = decode(bytes)
             .unwrap()
             .into_snapshot(9, "memory://x")
@@ -510,5 +643,16 @@ mod tests {
         }
         assert_eq!(decoded.app_version("job"), Some(3));
         assert_eq!(decoded.metadata(), snapshot.metadata());
+        assert_eq!(decoded.protocol(), snapshot.protocol());
+        let mut tombstones: Vec<_> = decoded.tombstones().cloned().collect();
+        tombstones.sort_by(|a, b| a.path.cmp(&b.path));
+        let mut want: Vec<_> = snapshot.tombstones().cloned().collect();
+        want.sort_by(|a, b| a.path.cmp(&b.path));
+        assert_eq!(tombstones, want);
+        // Stats are kept; equal partition values are one shared map.
+        let a = decoded.file("dt=d 1/f1.parquet").unwrap();
+        assert_eq!(a.stats.as_deref(), Some("{\"numRecords\":1}"));
+        let b = decoded.file("dt=d 1/f8.parquet").unwrap();
+        assert!(std::ptr::eq(&*a.partition_values, &*b.partition_values));
     }
 }

@@ -501,7 +501,7 @@ impl<'a> CommitBuilder<'a> {
                     deletion_timestamp: Some(now),
                     data_change: true,
                     extended_file_metadata: Some(true),
-                    partition_values: Some(add.partition_values.clone()),
+                    partition_values: Some(add.partition_values.share()),
                     size: Some(add.size),
                 }));
             }
@@ -602,7 +602,7 @@ fn into_add(file: AddFile, now: i64) -> Add {
     });
     Add {
         path: file.path,
-        partition_values: file.partition_values,
+        partition_values: file.partition_values.into(),
         size: file.size,
         modification_time: file.modification_time.unwrap_or(now),
         data_change: true,

@@ -61,7 +61,8 @@ mod txn;
 mod vacuum;
 
 pub use actions::{
-    Action, Add, CommitInfo, Format, Metadata, PartitionValues, Protocol, Remove, Txn,
+    Action, Add, CommitInfo, Format, Metadata, PartitionValues, Protocol, Remove,
+    SharedPartitionValues, Txn,
 };
 pub use checkpoint::checkpoint_schema;
 pub use commit::{AddFile, CommitBuilder, CommitOutcome, Mode};

@@ -426,13 +426,7 @@ pub(crate) struct LastCheckpoint {
 /// Loads the latest snapshot of the table in `store`.
 pub(crate) async fn load(store: &Store) -> Result<Snapshot> {
     let url = store.url().as_str().trim_end_matches('/').to_string();
-    let (mut replay, start) = match start_point(store).await? {
-        Some(checkpoint_version) => (
-            checkpoint::read(store, checkpoint_version).await?,
-            checkpoint_version + 1,
-        ),
-        None => (LogReplay::default(), 0),
-    };
+    let (mut replay, start) = start_point(store).await?;
     let mut version = start - 1;
     let last = read_forward(store, start, |v, actions| {
         for action in actions {
@@ -448,17 +442,23 @@ pub(crate) async fn load(store: &Store) -> Result<Snapshot> {
     replay.into_snapshot(version, &url)
 }
 
-/// The checkpoint version to start from: `_last_checkpoint`, else the newest listed checkpoint.
-async fn start_point(store: &Store) -> Result<Option<i64>> {
+/// The state to replay from and the first version after it: the checkpoint `_last_checkpoint`
+/// names (read straight away, no separate existence check), else the newest listed checkpoint,
+/// else the empty state before version 0.
+async fn start_point(store: &Store) -> Result<(LogReplay, i64)> {
     match store.get(LAST_CHECKPOINT).await {
-        Ok(bytes) => {
-            if let Ok(last) = serde_json::from_slice::<LastCheckpoint>(&bytes)
-                && store.head(&checkpoint_key(last.version)).await.is_ok()
-            {
-                return Ok(Some(last.version));
+        Ok(bytes) => match serde_json::from_slice::<LastCheckpoint>(&bytes) {
+            Ok(last) => match checkpoint::read(store, last.version).await {
+                Ok(replay) => return Ok((replay, last.version + 1)),
+                Err(Error::Store(weir_store::Error::NotFound { .. })) => {
+                    tracing::warn!(url = %store.url_of(LAST_CHECKPOINT), version = last.version, "_last_checkpoint names a missing checkpoint; listing the log");
+                }
+                Err(e) => return Err(e),
+            },
+            Err(e) => {
+                tracing::warn!(url = %store.url_of(LAST_CHECKPOINT), error = %e, "unusable _last_checkpoint; listing the log");
             }
-            tracing::warn!(url = %store.url_of(LAST_CHECKPOINT), "unusable _last_checkpoint; listing the log");
-        }
+        },
         Err(weir_store::Error::NotFound { .. }) => {}
         Err(e) => return Err(e.into()),
     }
@@ -472,5 +472,8 @@ async fn start_point(store: &Store) -> Result<Option<i64>> {
                 .ok()
         })
         .max();
-    Ok(newest)
+    Ok(match newest {
+        Some(version) => (checkpoint::read(store, version).await?, version + 1),
+        None => (LogReplay::default(), 0),
+    })
 }

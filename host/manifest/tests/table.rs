@@ -25,6 +25,7 @@ weir_store::store_tests!(
     leases_exclude_second_writers_and_fence_zombies,
     schema_is_enforced_and_evolves_only_on_request,
     checkpoints_make_old_log_versions_unnecessary,
+    a_checkpoint_loads_the_state_that_replaying_the_json_gives,
     vacuum_keeps_live_and_in_flight_files,
 );
 
@@ -470,6 +471,80 @@ async fn checkpoints_make_old_log_versions_unnecessary(store: &Store) {
     assert_eq!(committed_rows(&reopened).await, expected);
     let tombstones: Vec<_> = snap.tombstones().map(|r| r.path.clone()).collect();
     assert_eq!(tombstones, vec!["dt=p2/f2.parquet".to_string()]);
+}
+
+/// Everything a snapshot exposes, in a comparable form.
+fn state(snap: &weir_manifest::Snapshot) -> String {
+    let mut files: Vec<_> = snap.files().map(|a| format!("{a:?}")).collect();
+    files.sort();
+    let mut tombstones: Vec<_> = snap.tombstones().map(|r| format!("{r:?}")).collect();
+    tombstones.sort();
+    let mut txns: Vec<_> = snap.txns().map(|t| format!("{t:?}")).collect();
+    txns.sort();
+    format!(
+        "{}\n{:?}\n{:?}\n{files:#?}\n{tombstones:#?}\n{txns:?}",
+        snap.version(),
+        snap.protocol(),
+        snap.metadata()
+    )
+}
+
+async fn a_checkpoint_loads_the_state_that_replaying_the_json_gives(store: &Store) {
+    let table = Table::create(store.clone())
+        .schema(schema())
+        .partition_by(["dt"])
+        .checkpoint_interval(4)
+        .await
+        .unwrap();
+    let store = table.store().clone();
+    for i in 0..10i64 {
+        let files = (0..3).map(|n| weir_manifest::AddFile {
+            path: format!("dt=p{}/f{i}-{n}.parquet", (i + n) % 4),
+            size: 10 + i,
+            partition_values: [("dt".to_string(), Some(format!("p{}", (i + n) % 4)))].into(),
+            num_records: Some(i * 100 + n),
+            ..Default::default()
+        });
+        let mode = if i % 3 == 2 {
+            Mode::OverwritePartitions
+        } else {
+            Mode::Append
+        };
+        table
+            .commit()
+            .job(format!("job{}", i % 2), i)
+            .mode(mode)
+            .add_files(files)
+            .await
+            .unwrap();
+    }
+    assert!(store.head(&checkpoint_key(8)).await.is_ok());
+    let via_checkpoint = Table::open(store.clone()).await.unwrap().snapshot();
+    assert_eq!(via_checkpoint.version(), 10);
+    assert!(via_checkpoint.tombstones().count() > 0);
+    // Stats (the record counts) come back from the checkpoint.
+    let add = via_checkpoint.file("dt=p3/f7-0.parquet").unwrap();
+    assert_eq!(add.stats.as_deref(), Some("{\"numRecords\":700}"));
+    // Files of one partition (both from the checkpoint) share their partition values.
+    let other = via_checkpoint.file("dt=p3/f6-1.parquet").unwrap();
+    assert!(std::ptr::eq(
+        &*add.partition_values,
+        &*other.partition_values
+    ));
+    let owned: weir_manifest::PartitionValues = add.partition_values.clone();
+    assert_eq!(owned["dt"].as_deref(), Some("p3"));
+    assert_eq!(state(&via_checkpoint), state(&table.snapshot()));
+
+    // `_last_checkpoint` names a checkpoint that is gone: the older one is found by listing.
+    store.delete(&checkpoint_key(8)).await.unwrap();
+    let via_older = Table::open(store.clone()).await.unwrap().snapshot();
+    assert_eq!(state(&via_older), state(&via_checkpoint));
+
+    // No checkpoint at all: the JSON log alone gives the same state.
+    store.delete(&checkpoint_key(4)).await.unwrap();
+    store.delete("_delta_log/_last_checkpoint").await.unwrap();
+    let via_json = Table::open(store.clone()).await.unwrap().snapshot();
+    assert_eq!(state(&via_json), state(&via_checkpoint));
 }
 
 async fn vacuum_keeps_live_and_in_flight_files(store: &Store) {
