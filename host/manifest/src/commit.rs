@@ -7,7 +7,7 @@
 //! Losing the race (AlreadyExists) means rebase and retry with backoff. Any other PUT error is
 //! ambiguous: the version is read back and the transaction id decides whether the commit landed.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::IntoFuture;
 use std::sync::Arc;
 
@@ -19,7 +19,7 @@ use crate::error::{Error, Result, fmt_millis};
 use crate::lease::{Lease, latest_lease};
 use crate::partition::{display_partition, partition_path};
 use crate::schema::TableSchema;
-use crate::snapshot::{self, EPOCH_APP_PREFIX, Snapshot, commit_key};
+use crate::snapshot::{self, ByPath, EPOCH_APP_PREFIX, Snapshot, commit_key};
 use crate::table::{Table, backoff, ensure_conditional_writes};
 use crate::txn::Transaction;
 use crate::{checkpoint, failpoint};
@@ -273,8 +273,8 @@ impl<'a> CommitBuilder<'a> {
                 continue;
             }
             failpoint::hit("after-log-put");
+            let added = prepared.len();
             let adds = prepared.into_adds().await?;
-            let added = adds.len();
             let snapshot = table.apply_own_commit(version, actions, adds)?;
             self.after_commit(&snapshot, version).await;
             return Ok(self.outcome(version, txn_id, attempt, false, (added, removed)));
@@ -417,7 +417,7 @@ impl<'a> CommitBuilder<'a> {
         snapshot: &Snapshot,
         txn_id: &str,
         now: i64,
-        overwriting: Option<&[Add]>,
+        overwriting: Option<&ByPath<Add>>,
         partitions: &[(PartitionValues, Option<String>)],
     ) -> Result<(Vec<Action>, usize)> {
         let columns = snapshot.partition_columns().to_vec();
@@ -487,12 +487,9 @@ impl<'a> CommitBuilder<'a> {
             }));
         }
         let mut removed = 0;
-        if let Some(adds) = overwriting {
-            let adding: HashSet<&str> = adds.iter().map(|f| f.path.as_str()).collect();
+        if let Some(adding) = overwriting {
             for add in snapshot.files() {
-                if adding.contains(add.path.as_str())
-                    || !touched.contains(&snapshot.partition_of(add))
-                {
+                if adding.contains(&add.path) || !touched.contains(&snapshot.partition_of(add)) {
                     continue;
                 }
                 removed += 1;
@@ -614,38 +611,40 @@ fn into_add(file: AddFile, now: i64) -> Add {
 /// Commits with at least this many adds serialise them on a blocking thread.
 const BACKGROUND_ADDS: usize = 512;
 
-/// A commit's adds and their log lines (`add` lines after the commit's other actions).
+/// A commit's adds, in the table form the cached snapshot takes them in, and their log lines
+/// (`add` lines after the commit's other actions).
 enum PreparedAdds {
-    Pending(tokio::task::JoinHandle<(Vec<Add>, Bytes)>, usize),
-    Ready(Vec<Add>, Bytes),
+    Pending(tokio::task::JoinHandle<(ByPath<Add>, Bytes)>, usize),
+    Ready(ByPath<Add>, Bytes, usize),
 }
 
 impl PreparedAdds {
-    /// Starts serialising `adds`: in the background if there are many, so it overlaps the
-    /// attempt's reads of the log and the leases.
+    /// Starts serialising `adds` and putting them in a table: in the background if there are
+    /// many, so it overlaps the attempt's reads of the log and the leases.
     fn start(adds: Vec<Add>) -> Self {
-        if adds.len() < BACKGROUND_ADDS {
-            let bytes = add_lines(&adds);
-            return Self::Ready(adds, bytes);
-        }
         let len = adds.len();
-        let task = tokio::task::spawn_blocking(move || {
+        let prepare = move || {
             let bytes = add_lines(&adds);
-            (adds, bytes)
-        });
-        Self::Pending(task, len)
+            (ByPath::from_values(adds), bytes)
+        };
+        if len < BACKGROUND_ADDS {
+            let (adds, bytes) = prepare();
+            return Self::Ready(adds, bytes, len);
+        }
+        Self::Pending(tokio::task::spawn_blocking(prepare), len)
     }
 
+    /// How many adds the commit has.
     fn len(&self) -> usize {
         match self {
-            Self::Pending(_, len) => *len,
-            Self::Ready(adds, _) => adds.len(),
+            Self::Pending(_, len) | Self::Ready(_, _, len) => *len,
         }
     }
 
-    /// The adds and their lines, waiting for the serialisation if it is still running.
-    async fn ready(&mut self) -> Result<(&[Add], &Bytes)> {
-        if let Self::Pending(task, _) = self {
+    /// The adds and their lines, waiting for the preparation if it is still running.
+    async fn ready(&mut self) -> Result<(&ByPath<Add>, &Bytes)> {
+        if let Self::Pending(task, len) = self {
+            let len = *len;
             let (adds, bytes) = match task.await {
                 Ok(done) => done,
                 Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
@@ -655,18 +654,18 @@ impl PreparedAdds {
                     )));
                 }
             };
-            *self = Self::Ready(adds, bytes);
+            *self = Self::Ready(adds, bytes, len);
         }
         match self {
-            Self::Ready(adds, bytes) => Ok((adds, bytes)),
+            Self::Ready(adds, bytes, _) => Ok((adds, bytes)),
             Self::Pending(..) => unreachable!("set to Ready above"),
         }
     }
 
-    async fn into_adds(mut self) -> Result<Vec<Add>> {
+    async fn into_adds(mut self) -> Result<ByPath<Add>> {
         self.ready().await?;
         match self {
-            Self::Ready(adds, _) => Ok(adds),
+            Self::Ready(adds, _, _) => Ok(adds),
             Self::Pending(..) => unreachable!("ready() leaves it Ready"),
         }
     }

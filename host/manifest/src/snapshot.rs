@@ -133,6 +133,21 @@ impl<T: Keyed> ByPath<T> {
     pub fn retain(&mut self, keep: impl FnMut(&mut T) -> bool) {
         self.table.retain(keep);
     }
+
+    /// The entries, by value.
+    pub fn into_values(self) -> impl Iterator<Item = T> {
+        self.table.into_iter()
+    }
+
+    /// A table of `values` (a later one replaces an earlier one with the same path).
+    pub fn from_values(values: Vec<T>) -> Self {
+        let mut out = Self::default();
+        out.reserve(values.len());
+        for value in values {
+            out.insert(value);
+        }
+        out
+    }
 }
 
 impl<T: Keyed + fmt::Debug> fmt::Debug for ByPath<T> {
@@ -310,20 +325,21 @@ impl Snapshot {
 
     /// Applies the actions of the next version in place.
     pub(crate) fn apply_version(&mut self, version: i64, actions: Vec<Action>) -> Result<()> {
-        self.apply_commit(version, actions, Vec::new())
+        self.apply_commit(version, actions, ByPath::default())
     }
 
     /// Applies the next version in place: its actions, then its adds (a commit's bulk, kept
-    /// apart so a committer can hand them over without wrapping each in an [`Action`]).
+    /// apart so a committer can hand them over already in a table, built off the commit's
+    /// critical path). The smaller of the two tables is merged into the larger, so a commit
+    /// larger than the table (a first load) costs the table's size here, not the commit's.
     pub(crate) fn apply_commit(
         &mut self,
         version: i64,
         actions: Vec<Action>,
-        adds: Vec<Add>,
+        adds: ByPath<Add>,
     ) -> Result<()> {
         debug_assert_eq!(version, self.version + 1, "versions are applied in order");
         let mut metadata_changed = false;
-        self.files.reserve(adds.len());
         for action in actions {
             match action {
                 Action::Protocol(p) => self.protocol = p,
@@ -345,9 +361,24 @@ impl Snapshot {
                 Action::CommitInfo(_) => {}
             }
         }
-        for add in adds {
-            self.tombstones.remove(&add.path);
-            self.files.insert(add);
+        if !self.tombstones.is_empty() {
+            for add in adds.iter() {
+                self.tombstones.remove(&add.path);
+            }
+        }
+        if adds.len() > self.files.len() {
+            // The commit's adds win over files already at their paths.
+            let existing = std::mem::replace(&mut self.files, adds);
+            for add in existing.into_values() {
+                if !self.files.contains(&add.path) {
+                    self.files.insert(add);
+                }
+            }
+        } else {
+            self.files.reserve(adds.len());
+            for add in adds.into_values() {
+                self.files.insert(add);
+            }
         }
         if metadata_changed {
             let (schema, ownership) =
@@ -476,4 +507,98 @@ async fn start_point(store: &Store) -> Result<(LogReplay, i64)> {
         Some(version) => (checkpoint::read(store, version).await?, version + 1),
         None => (LogReplay::default(), 0),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn add(path: &str, size: i64) -> Add {
+        Add {
+            path: path.into(),
+            partition_values: Default::default(),
+            size,
+            modification_time: 0,
+            data_change: true,
+            stats: None,
+            tags: None,
+        }
+    }
+
+    fn snapshot_with(files: &[(&str, i64)]) -> Snapshot {
+        let mut replay = LogReplay::default();
+        replay.apply(Action::Protocol(Protocol::default()));
+        replay.apply(Action::MetaData(Metadata {
+            id: "t".into(),
+            name: None,
+            description: None,
+            format: Default::default(),
+            schema_string: TableSchema::parse_spec("id:long")
+                .unwrap()
+                .to_schema_string(),
+            partition_columns: vec![],
+            configuration: Default::default(),
+            created_time: None,
+        }));
+        for (path, size) in files {
+            replay.apply(Action::Add(add(path, *size)));
+        }
+        replay.apply(Action::Remove(Remove {
+            path: "gone".into(),
+            deletion_timestamp: Some(1),
+            data_change: true,
+            extended_file_metadata: None,
+            partition_values: None,
+            size: None,
+        }));
+        replay.into_snapshot(0, "memory://t").unwrap()
+    }
+
+    fn sizes(snapshot: &Snapshot) -> Vec<(String, i64)> {
+        let mut out: Vec<_> = snapshot.files().map(|a| (a.path.clone(), a.size)).collect();
+        out.sort();
+        out
+    }
+
+    /// Whichever table is larger, the commit's adds replace files at their paths, its removes
+    /// apply first, and re-added paths leave the tombstones.
+    #[test]
+    fn a_commit_merges_into_the_snapshot_either_way_round() {
+        let remove_a = || {
+            vec![Action::Remove(Remove {
+                path: "a".into(),
+                deletion_timestamp: Some(2),
+                data_change: true,
+                extended_file_metadata: None,
+                partition_values: None,
+                size: None,
+            })]
+        };
+        // More adds than files: the adds' table becomes the snapshot's.
+        let mut small = snapshot_with(&[("a", 1), ("b", 1)]);
+        let adds = ByPath::from_values(vec![add("b", 2), add("c", 2), add("gone", 2)]);
+        small.apply_commit(1, remove_a(), adds).unwrap();
+        assert_eq!(
+            sizes(&small),
+            [("b".into(), 2), ("c".into(), 2), ("gone".into(), 2)]
+        );
+        // Fewer adds than files: they are inserted into the snapshot's table.
+        let mut large = snapshot_with(&[("a", 1), ("b", 1), ("d", 1), ("e", 1)]);
+        let adds = ByPath::from_values(vec![add("b", 2), add("gone", 2)]);
+        large.apply_commit(1, remove_a(), adds).unwrap();
+        assert_eq!(
+            sizes(&large),
+            [
+                ("b".into(), 2),
+                ("d".into(), 1),
+                ("e".into(), 1),
+                ("gone".into(), 2)
+            ]
+        );
+        for snapshot in [&small, &large] {
+            assert_eq!(snapshot.version(), 1);
+            let tombstones: Vec<_> = snapshot.tombstones().map(|r| r.path.as_str()).collect();
+            assert_eq!(tombstones, ["a"]);
+        }
+    }
 }

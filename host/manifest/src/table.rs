@@ -118,7 +118,7 @@ impl Table {
         &self,
         version: i64,
         actions: Vec<Action>,
-        adds: Vec<crate::actions::Add>,
+        adds: snapshot::ByPath<crate::actions::Add>,
     ) -> Result<Arc<Snapshot>> {
         let mut guard = self.lock();
         if guard.version() + 1 == version {
