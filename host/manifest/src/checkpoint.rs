@@ -197,17 +197,24 @@ pub(crate) fn decode(bytes: Bytes) -> Result<LogReplay, String> {
     // group decode those (wide, nested) columns, nor an append-only table its empty `remove`.
     // Decoded on this thread: on a loaded 2-core machine, decoding row groups on scoped threads
     // measured slower (thread start-up, cross-thread frees of every string) than doing it here.
+    // Consecutive row groups that need the same columns share one reader.
+    let mut plan: Vec<(Vec<usize>, Vec<usize>)> = Vec::new();
     for (group, roots) in row_group_roots(&metadata) {
+        match plan.last_mut() {
+            Some((groups, same)) if *same == roots => groups.push(group),
+            _ => plan.push((vec![group], roots)),
+        }
+    }
+    for (groups, roots) in plan {
         if roots.is_empty() {
             continue;
         }
         let mask = ProjectionMask::roots(metadata.metadata().file_metadata().schema_descr(), roots);
-        let group_rows = metadata.metadata().row_group(group).num_rows();
         let reader =
             ParquetRecordBatchReaderBuilder::new_with_metadata(bytes.clone(), metadata.clone())
-                .with_row_groups(vec![group])
+                .with_row_groups(groups)
                 .with_projection(mask)
-                .with_batch_size(usize::try_from(group_rows).unwrap_or(8192).clamp(1, 8192))
+                .with_batch_size(ROW_GROUP_ROWS)
                 .build()
                 .map_err(|e| e.to_string())?;
         for batch in reader {
