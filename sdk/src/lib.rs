@@ -68,6 +68,7 @@
 //! you return must have exactly the schema [`Transform::output_schema`] declared; the SDK checks it
 //! before anything leaves the plugin, and the host checks it again.
 
+pub mod hash;
 pub mod ipc;
 #[doc(hidden)]
 pub mod session;

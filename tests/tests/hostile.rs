@@ -231,6 +231,29 @@ mod expectations {
         }
     }
 
+    pub fn hash_abuse(path: &str) {
+        for (abuse, expected) in [
+            ("offsets", "offsets decrease at message 1 (2 then 1)"),
+            ("key", "the blake3-keyed key must be 32 bytes, got 5"),
+            (
+                "messages",
+                "65537 messages in one call, over the limit of 65536",
+            ),
+        ] {
+            let config = format!(r#"{{"abuse": "{abuse}"}}"#);
+            let error = expect_failure("guest-hash-abuse", path, &config);
+            assert!(
+                matches!(&error.kind, ErrorKind::HostCall { function, .. } if *function == "weir:plugin/hash.digest-many"),
+                "{abuse}: {error}"
+            );
+            assert!(error.to_string().contains(expected), "{abuse}: {error}");
+        }
+        // Host calls cannot be interrupted, but their time counts: a plugin that only calls the
+        // host still meets its CPU deadline.
+        let error = expect_failure("guest-hash-abuse", path, r#"{"abuse": "loop"}"#);
+        assert!(matches!(error.kind, ErrorKind::CpuLimit { .. }), "{error}");
+    }
+
     pub fn bad_schema(path: &str) {
         let error = expect_failure("guest-bad-schema", path, "{}");
         assert!(matches!(error.kind, ErrorKind::InvalidOutput(_)), "{error}");

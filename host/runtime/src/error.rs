@@ -80,6 +80,12 @@ pub enum ErrorKind {
     /// The Wasm stack overflowed.
     #[error("stack limit exceeded: unbounded recursion? limits.stack_bytes is {limit}")]
     StackOverflow { limit: usize },
+    /// The plugin called a host function against its rules (bad arguments, over a per-call cap).
+    #[error("host call refused: {function}: {rule}")]
+    HostCall {
+        function: &'static str,
+        rule: String,
+    },
     /// Output over a cap.
     #[error("output limit exceeded: one call returned {actual} {what}; {limit_name} is {limit}")]
     OutputLimit {

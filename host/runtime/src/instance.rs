@@ -18,6 +18,8 @@ use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::SchemaRef;
 use wasmtime::component::Func;
 use wasmtime::{Store, Trap};
+
+use crate::imports::HostCallRefused;
 use weir_sdk::ipc::{BatchDecoder, BatchEncoder};
 
 use crate::bindings::Plugin as Bindings;
@@ -326,6 +328,12 @@ impl PluginInstance {
             return ErrorKind::MemoryLimit {
                 requested,
                 limit: limiter.limit,
+            };
+        }
+        if let Some(refused) = error.downcast_ref::<HostCallRefused>() {
+            return ErrorKind::HostCall {
+                function: refused.function,
+                rule: refused.rule.clone(),
             };
         }
         match error.downcast_ref::<Trap>() {

@@ -29,6 +29,7 @@
 mod cache;
 mod error;
 mod gather;
+mod imports;
 mod instance;
 mod limits;
 mod runtime;
@@ -45,5 +46,6 @@ mod bindings {
     wasmtime::component::bindgen!({
         path: "../../wit",
         world: "plugin",
+        imports: { "weir:plugin/hash.digest-many": trappable },
     });
 }

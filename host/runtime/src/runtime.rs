@@ -28,6 +28,7 @@ const PROVIDED_IMPORTS: &[&str] = &[
     "wasi:random/",
     "wasi:filesystem/",
     "wasi:sockets/",
+    "weir:plugin/hash@",
 ];
 
 /// Set (to anything but `0`) to write `/tmp/perf-PID.map`, so `perf report` names the plugins'
@@ -120,6 +121,7 @@ impl Runtime {
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| setup(format!("{e:#}")))?;
+        crate::imports::add_to_linker(&mut linker).map_err(|e| setup(format!("{e:#}")))?;
 
         let cache = match &config.cache_dir {
             Some(dir) => Some(CodeCache::new(dir, &engine).map_err(|e| {

@@ -56,16 +56,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, GenericStringArray, GenericStringBuilder, Int64Array,
-    OffsetSizeTrait, StringViewBuilder, UInt64Array,
+    Array, ArrayRef, AsArray, GenericStringArray, GenericStringBuilder, OffsetSizeTrait,
+    StringViewBuilder,
 };
 use arrow::buffer::{Buffer, OffsetBuffer, ScalarBuffer};
 use arrow::compute::cast;
-use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, UInt64Type};
-use hmac::{Hmac, Mac};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use schemars::JsonSchema;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
+use weir_sdk::hash::{self, Hasher, Offset};
 use weir_sdk::{Error, RecordBatch, Transform};
 
 /// The BLAKE3 key-derivation context for the mask key.
@@ -129,80 +128,34 @@ pub struct Config {
     pub columns: BTreeMap<String, Method>,
 }
 
-/// A keyed hasher with its key schedule done once.
-#[derive(Clone)]
-pub enum KeyedHasher {
-    Blake3([u8; 32]),
-    HmacSha256(Hmac<Sha256>),
-    Sha256(Sha256),
+/// The host-computed hasher for `algorithm` keyed with `key` (see the algorithms above).
+pub fn hasher(algorithm: Algorithm, key: &str) -> Result<Hasher, Error> {
+    match algorithm {
+        Algorithm::Blake3 => Hasher::new(
+            hash::Algorithm::Blake3Keyed,
+            &blake3::derive_key(BLAKE3_CONTEXT, key.as_bytes()),
+        ),
+        Algorithm::HmacSha256 => Hasher::new(hash::Algorithm::HmacSha256, key.as_bytes()),
+        Algorithm::Sha256 => Hasher::new(hash::Algorithm::Sha256Prefixed, key.as_bytes()),
+    }
 }
 
-impl KeyedHasher {
-    /// Prepares `algorithm` keyed with `key`.
-    pub fn new(algorithm: Algorithm, key: &str) -> Self {
-        match algorithm {
-            Algorithm::Blake3 => {
-                KeyedHasher::Blake3(blake3::derive_key(BLAKE3_CONTEXT, key.as_bytes()))
-            }
-            Algorithm::HmacSha256 => KeyedHasher::HmacSha256(
-                // HMAC accepts keys of any length; this never fails.
-                <Hmac<Sha256> as Mac>::new_from_slice(key.as_bytes())
-                    .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length")),
-            ),
-            Algorithm::Sha256 => {
-                let mut prototype = Sha256::new();
-                prototype.update(key.as_bytes());
-                KeyedHasher::Sha256(prototype)
-            }
-        }
+/// Appends the first `hex_chars` lowercase hex digits of `digest` to `out`.
+#[inline]
+fn push_hex(digest: &[u8], hex_chars: usize, out: &mut Vec<u8>) {
+    // Arithmetic rather than a table lookup, so the loop vectorises (also in Wasm, where a
+    // lookup is a load from linear memory per digit).
+    fn digit(nibble: u8) -> u8 {
+        // 0..=9 → '0'..='9'; 10..=15 → 'a'..='f' (`(nibble + 6) >> 4` is 1 exactly there).
+        nibble + b'0' + ((nibble + 6) >> 4) * (b'a' - b'0' - 10)
     }
-
-    /// The 32-byte digest of `message`.
-    #[inline]
-    pub fn digest(&self, message: &[u8]) -> [u8; 32] {
-        match self {
-            KeyedHasher::Blake3(key) => *blake3::keyed_hash(key, message).as_bytes(),
-            KeyedHasher::HmacSha256(prototype) => {
-                let mut mac = prototype.clone();
-                mac.update(message);
-                mac.finalize().into_bytes().into()
-            }
-            KeyedHasher::Sha256(prototype) => {
-                let mut hasher = prototype.clone();
-                hasher.update(message);
-                hasher.finalize().into()
-            }
-        }
+    debug_assert!(digest.len() == hash::DIGEST_BYTES && (1..=64).contains(&hex_chars));
+    let mut hex = [0u8; 2 * hash::DIGEST_BYTES];
+    for (pair, &byte) in hex.chunks_exact_mut(2).zip(digest) {
+        pair[0] = digit(byte >> 4);
+        pair[1] = digit(byte & 0x0f);
     }
-
-    /// The lowercase hex digits of the digest of `message` (all 64; callers keep a prefix).
-    #[inline]
-    pub fn hex(&self, message: &[u8]) -> [u8; 64] {
-        // Arithmetic rather than a table lookup, so the loop vectorises (also in Wasm, where a
-        // lookup is a load from linear memory per digit).
-        fn digit(nibble: u8) -> u8 {
-            // 0..=9 → '0'..='9'; 10..=15 → 'a'..='f' (`(nibble + 6) >> 4` is 1 exactly there).
-            nibble + b'0' + ((nibble + 6) >> 4) * (b'a' - b'0' - 10)
-        }
-        let digest = self.digest(message);
-        let mut hex = [0u8; 64];
-        for (pair, byte) in hex.chunks_exact_mut(2).zip(digest) {
-            pair[0] = digit(byte >> 4);
-            pair[1] = digit(byte & 0x0f);
-        }
-        hex
-    }
-
-    /// Appends the first `hex_chars` lowercase hex digits of the digest of `message` to `out`.
-    #[inline]
-    pub fn hex_into(&self, message: &[u8], hex_chars: usize, out: &mut String) {
-        debug_assert!((1..=64).contains(&hex_chars));
-        let hex = self.hex(message);
-        // Only ASCII hex digits were written, so this always succeeds.
-        if let Ok(hex) = std::str::from_utf8(&hex[..hex_chars]) {
-            out.push_str(hex);
-        }
-    }
+    out.extend_from_slice(&hex[..hex_chars]);
 }
 
 /// What to do with one column.
@@ -221,7 +174,9 @@ struct Plan {
 /// Masks the configured columns.
 pub struct Mask {
     plans: Vec<Plan>,
-    hasher: Option<KeyedHasher>,
+    hasher: Option<Hasher>,
+    /// Scratch for a column's digests, kept across batches.
+    digests: Vec<u8>,
     hash_length: usize,
     schema: SchemaRef,
 }
@@ -253,7 +208,7 @@ impl Transform for Mask {
         }
         let hashes = config.columns.values().any(|m| *m == Method::Hash);
         let hasher = match (&config.key, hashes) {
-            (Some(key), true) if !key.is_empty() => Some(KeyedHasher::new(config.algorithm, key)),
+            (Some(key), true) if !key.is_empty() => Some(hasher(config.algorithm, key)?),
             (_, true) => {
                 let hashed: Vec<_> = config
                     .columns
@@ -313,6 +268,7 @@ impl Transform for Mask {
         Ok(Mask {
             plans,
             hasher,
+            digests: Vec::new(),
             hash_length: config.hash_length,
             schema,
         })
@@ -332,16 +288,7 @@ impl Transform for Mask {
                         .hasher
                         .as_ref()
                         .ok_or_else(|| Error::internal("hash rule without a hasher"))?;
-                    let length = self.hash_length;
-                    match input.data_type() {
-                        DataType::Utf8 => hash_strings(input.as_string::<i32>(), hasher, length)?,
-                        DataType::LargeUtf8 => {
-                            hash_strings(input.as_string::<i64>(), hasher, length)?
-                        }
-                        _ => map_values(input, &plan.name, length, |value, out| {
-                            hasher.hex_into(value.as_bytes(), length, out)
-                        })?,
-                    }
+                    hash_column(input, hasher, self.hash_length, &mut self.digests)?
                 }
                 Rule::Redact(replacement) => {
                     map_values(input, &plan.name, replacement.len(), |_, out| {
@@ -400,8 +347,8 @@ impl Sink for StringViewBuilder {
     }
 }
 
-/// Maps every non-null value of a string or integer column through `f`, which appends the new
-/// value to a scratch string. String columns keep their type; integer columns become Utf8.
+/// Maps every non-null value of a string column through `f`, which appends the new value to a
+/// scratch string. The column keeps its type.
 fn map_values(
     array: &ArrayRef,
     column: &str,
@@ -426,16 +373,6 @@ fn map_values(
             StringViewBuilder::with_capacity(rows),
             f,
         ),
-        DataType::UInt64 => {
-            let ints: &UInt64Array = array.as_primitive::<UInt64Type>();
-            map_integers(ints.iter(), rows, data, f)
-        }
-        t if t.is_integer() => {
-            // Every other integer type fits in Int64 losslessly.
-            let ints = cast(array, &DataType::Int64)?;
-            let ints: &Int64Array = ints.as_primitive::<Int64Type>();
-            map_integers(ints.iter().map(|v| v.map(Signed)), rows, data, f)
-        }
         other => {
             return Err(Error::internal(format!(
                 "column {column:?} has unsupported type {other}"
@@ -444,21 +381,48 @@ fn map_values(
     })
 }
 
+/// Hashes every non-null value of a string or integer column into `hex_chars` hex digits.
+/// `Utf8` and `LargeUtf8` go to the host as they are; other types are first cast to `Utf8`
+/// (integers in decimal), and a `Utf8View` column gets its type back.
+fn hash_column(
+    input: &ArrayRef,
+    hasher: &Hasher,
+    hex_chars: usize,
+    digests: &mut Vec<u8>,
+) -> Result<ArrayRef, Error> {
+    match input.data_type() {
+        DataType::Utf8 => hash_strings(input.as_string::<i32>(), hasher, hex_chars, digests),
+        DataType::LargeUtf8 => hash_strings(input.as_string::<i64>(), hasher, hex_chars, digests),
+        DataType::Utf8View => {
+            let text = cast(input, &DataType::Utf8)?;
+            let hashed = hash_strings(text.as_string::<i32>(), hasher, hex_chars, digests)?;
+            Ok(cast(&hashed, &DataType::Utf8View)?)
+        }
+        _ => {
+            let text = cast(input, &DataType::Utf8)?;
+            hash_strings(text.as_string::<i32>(), hasher, hex_chars, digests)
+        }
+    }
+}
+
 /// Hashes every non-null value of a `Utf8`/`LargeUtf8` column into `hex_chars` hex digits. Every
 /// value has the same length, so the digits go straight into one values buffer (no builder).
-fn hash_strings<O: OffsetSizeTrait>(
+fn hash_strings<O: Offset>(
     array: &GenericStringArray<O>,
-    hasher: &KeyedHasher,
+    hasher: &Hasher,
     hex_chars: usize,
+    digests: &mut Vec<u8>,
 ) -> Result<ArrayRef, Error> {
     debug_assert!((1..=64).contains(&hex_chars));
     let rows = array.len();
+    digests.clear();
+    hasher.digest_many(array.values(), array.value_offsets(), digests)?;
     let mut values = Vec::with_capacity((rows - array.null_count()) * hex_chars);
     let mut offsets = Vec::with_capacity(rows + 1);
     offsets.push(O::usize_as(0));
-    for i in 0..rows {
+    for (i, digest) in digests.chunks_exact(hash::DIGEST_BYTES).enumerate() {
         if array.is_valid(i) {
-            values.extend_from_slice(&hasher.hex(array.value(i).as_bytes())[..hex_chars]);
+            push_hex(digest, hex_chars, &mut values);
         }
         offsets.push(O::usize_as(values.len()));
     }
@@ -485,70 +449,6 @@ fn map_strings<'a, S: Sink>(
             Some(value) => {
                 scratch.clear();
                 f(value, &mut scratch);
-                sink.push(&scratch);
-            }
-            None => sink.push_null(),
-        }
-    }
-    sink.finish_array()
-}
-
-/// A signed integer to format in decimal.
-#[derive(Clone, Copy)]
-struct Signed(i64);
-
-/// Integers formatted in decimal without allocating.
-trait Decimal: Copy {
-    /// Writes the decimal form into the end of `buf`; returns where it starts.
-    fn write(self, buf: &mut [u8; 20]) -> usize;
-}
-
-impl Decimal for u64 {
-    #[inline]
-    fn write(self, buf: &mut [u8; 20]) -> usize {
-        let mut v = self;
-        let mut start = buf.len();
-        loop {
-            start -= 1;
-            buf[start] = b'0' + (v % 10) as u8;
-            v /= 10;
-            if v == 0 {
-                return start;
-            }
-        }
-    }
-}
-
-impl Decimal for Signed {
-    #[inline]
-    fn write(self, buf: &mut [u8; 20]) -> usize {
-        // |i64::MIN| has 19 digits: with the sign it still fits in 20 bytes.
-        let start = self.0.unsigned_abs().write(buf);
-        if self.0 < 0 {
-            buf[start - 1] = b'-';
-            return start - 1;
-        }
-        start
-    }
-}
-
-fn map_integers<D: Decimal>(
-    values: impl Iterator<Item = Option<D>>,
-    rows: usize,
-    data: usize,
-    mut f: impl FnMut(&str, &mut String),
-) -> ArrayRef {
-    let mut sink = GenericStringBuilder::<i32>::with_capacity(rows, data);
-    let mut scratch = String::with_capacity(128);
-    let mut digits = [0u8; 20];
-    for value in values {
-        match value {
-            Some(value) => {
-                let start = value.write(&mut digits);
-                // Only ASCII digits and '-' were written.
-                let text = std::str::from_utf8(&digits[start..]).unwrap_or_default();
-                scratch.clear();
-                f(text, &mut scratch);
                 sink.push(&scratch);
             }
             None => sink.push_null(),
