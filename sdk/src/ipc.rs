@@ -18,6 +18,14 @@
 //! **Selection frames.** A row filter ([`Transform::select`](crate::Transform::select)) returns
 //! only which rows to keep: a 64-byte header (magic, input rows, selected rows) and a bitmap. The
 //! receiver filters the input batch it sent, natively.
+//!
+//! **Projected input frames.** A plugin that declares the input columns it reads gets only those
+//! (and every non-nullable column): a header (magic `WEIRPJ01`, column count, rows, one u32 per
+//! column: 1 sent, 0 left out, padded to 64 bytes), then the IPC messages of a batch of the sent
+//! columns. The receiver puts an all-null column of the declared type in place of each one left
+//! out, so the transform still sees the whole schema, and columns it passes through still go back
+//! as references to the host's real columns. A plugin must therefore list every input column it
+//! reads or replaces; the host refuses output that computes a column it left out.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -61,6 +69,8 @@ const PASSTHROUGH_MAGIC: [u8; 8] = *b"WEIRPT01";
 const SELECTION_MAGIC: [u8; 8] = *b"WEIRSEL1";
 /// Header length of a selection frame: magic, input rows, selected rows, padded to 64 bytes.
 const SELECTION_HEADER_LEN: usize = 64;
+/// The first bytes of a projected input frame: some nullable columns left out.
+const PROJECTED_MAGIC: [u8; 8] = *b"WEIRPJ01";
 /// In a passthrough header: the column is carried in the frame, not repeated from the input.
 const CARRIED: u32 = u32::MAX;
 /// Distinct passthrough layouts a decoder keeps a sub-decoder for; a plugin that keeps changing
@@ -300,6 +310,110 @@ impl BatchEncoder {
     }
 }
 
+/// Whether `payload` is a selection frame (its batch is the input's rows, filtered natively).
+pub fn is_selection(payload: &[u8]) -> bool {
+    payload.starts_with(&SELECTION_MAGIC)
+}
+
+/// Encodes a plugin's input batches without the columns it does not read: projected input
+/// frames (see the module docs).
+pub struct ProjectingEncoder {
+    schema: SchemaRef,
+    /// The columns sent, in schema order.
+    sent: Vec<usize>,
+    inner: BatchEncoder,
+}
+
+impl ProjectingEncoder {
+    /// An encoder for batches of `schema` sent to a plugin that reads only `reads`, or `None`
+    /// when no column can be left out (only nullable columns are, and never with dictionaries).
+    pub fn new(schema: SchemaRef, reads: &[String]) -> Result<Option<Self>, ArrowError> {
+        if has_dictionaries(&schema) {
+            return Ok(None);
+        }
+        let sent: Vec<usize> = (0..schema.fields().len())
+            .filter(|&i| {
+                let field = schema.field(i);
+                !field.is_nullable() || reads.iter().any(|r| r == field.name())
+            })
+            .collect();
+        if sent.len() == schema.fields().len() {
+            return Ok(None);
+        }
+        let (inner, _) = BatchEncoder::new(Arc::new(schema.project(&sent)?))?;
+        Ok(Some(Self {
+            schema,
+            sent,
+            inner,
+        }))
+    }
+
+    /// Indices of the columns left out.
+    pub fn omitted(&self) -> Vec<usize> {
+        (0..self.schema.fields().len())
+            .filter(|i| !self.sent.contains(i))
+            .collect()
+    }
+
+    /// Encodes one batch of the schema as a projected frame, without copying its arrays (see
+    /// [`BatchEncoder::encode_pieces`]).
+    pub fn encode_pieces(&mut self, batch: &RecordBatch) -> Result<Vec<Buffer>, ArrowError> {
+        if batch.schema().fields() != self.schema.fields() {
+            return Err(ArrowError::SchemaError(format!(
+                "batch schema {} does not match the declared schema {}",
+                batch.schema(),
+                self.schema
+            )));
+        }
+        let columns = self.schema.fields().len();
+        let mut header = Vec::with_capacity(passthrough_header_len(columns));
+        header.extend_from_slice(&PROJECTED_MAGIC);
+        header.extend_from_slice(&(columns as u32).to_le_bytes());
+        header.extend_from_slice(&(batch.num_rows() as u32).to_le_bytes());
+        for i in 0..columns {
+            header.extend_from_slice(&u32::from(self.sent.contains(&i)).to_le_bytes());
+        }
+        header.resize(passthrough_header_len(columns), 0);
+        let mut pieces = vec![Buffer::from_vec(header)];
+        pieces.extend(self.inner.encode_pieces(&batch.project(&self.sent)?)?);
+        Ok(pieces)
+    }
+
+    /// [`encode_pieces`](Self::encode_pieces) into one payload.
+    pub fn encode(&mut self, batch: &RecordBatch) -> Result<Vec<u8>, ArrowError> {
+        let pieces = self.encode_pieces(batch)?;
+        let mut payload = Vec::with_capacity(pieces.iter().map(|p| p.len()).sum());
+        for piece in &pieces {
+            payload.extend_from_slice(piece);
+        }
+        Ok(payload)
+    }
+
+    /// Checks a plugin's answer (not a selection frame) to `input` (`None` for `finish`): an
+    /// output column named like a column left out must be that input column, passed through;
+    /// anything else was computed from the placeholder.
+    pub fn check_answer(
+        &self,
+        answer: &RecordBatch,
+        input: Option<&RecordBatch>,
+    ) -> Result<(), ArrowError> {
+        for i in self.omitted() {
+            let name = self.schema.field(i).name();
+            let Ok(k) = answer.schema().index_of(name) else {
+                continue;
+            };
+            if !input.is_some_and(|input| same_array(answer.column(k), input.column(i))) {
+                return Err(ArrowError::InvalidArgumentError(format!(
+                    "column `{name}` came back computed, but the plugin does not read it (it is \
+                     not among its input columns), so it was given only nulls in its place; a \
+                     plugin must list every input column it reads or replaces"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Whether two arrays are the same data (the same buffers, offset and length), not only equal.
 fn same_array(a: &ArrayRef, b: &ArrayRef) -> bool {
     Arc::ptr_eq(a, b)
@@ -314,6 +428,8 @@ pub struct BatchDecoder {
     schema: SchemaRef,
     /// Decoders of the carried columns of passthrough frames, by layout.
     carried: HashMap<Vec<u32>, BatchDecoder>,
+    /// Decoders of the columns sent in projected input frames, by layout.
+    projected: HashMap<Vec<u32>, BatchDecoder>,
 }
 
 enum Decoder {
@@ -340,6 +456,7 @@ impl BatchDecoder {
             decoder: Decoder::Validating(decoder),
             schema,
             carried: HashMap::new(),
+            projected: HashMap::new(),
         })
     }
 
@@ -360,6 +477,7 @@ impl BatchDecoder {
             decoder: Decoder::Trusted(HashMap::new()),
             schema,
             carried: HashMap::new(),
+            projected: HashMap::new(),
         })
     }
 
@@ -371,6 +489,90 @@ impl BatchDecoder {
     /// The stream's schema.
     pub fn schema(&self) -> &SchemaRef {
         &self.schema
+    }
+
+    /// Decodes one input payload: a plain one, or a projected input frame (see the module docs),
+    /// whose left-out columns become all-null columns of their declared types.
+    pub fn decode_input(&mut self, payload: Buffer) -> Result<RecordBatch, ArrowError> {
+        if !payload.starts_with(&PROJECTED_MAGIC) {
+            return self.decode_buffer(payload);
+        }
+        let error = |message: String| ArrowError::IpcError(format!("projected frame: {message}"));
+        let word = |at: usize| {
+            payload
+                .get(at..at + 4)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .ok_or_else(|| error("truncated header".into()))
+        };
+        let columns = word(8)? as usize;
+        if columns != self.schema.fields().len() {
+            return Err(error(format!(
+                "{columns} columns, but the schema has {}",
+                self.schema.fields().len()
+            )));
+        }
+        let rows = word(12)? as usize;
+        let layout = (0..columns)
+            .map(|c| word(16 + 4 * c))
+            .collect::<Result<Vec<u32>, _>>()?;
+        let mut sent = Vec::with_capacity(columns);
+        for (i, (field, flag)) in self.schema.fields().iter().zip(&layout).enumerate() {
+            match flag {
+                1 => sent.push(i),
+                0 if field.is_nullable() => {}
+                _ => {
+                    return Err(error(format!(
+                        "column `{}` is marked {flag}; only nullable columns may be left out",
+                        field.name()
+                    )));
+                }
+            }
+        }
+        if !self.projected.contains_key(&layout) && self.projected.len() >= MAX_LAYOUTS {
+            self.projected.clear();
+        }
+        let trusted = matches!(self.decoder, Decoder::Trusted(_));
+        let decoder = match self.projected.entry(layout) {
+            std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+            std::collections::hash_map::Entry::Vacant(entry) => {
+                let message = encode_schema(&self.schema.project(&sent)?)?;
+                let decoder = if trusted {
+                    // SAFETY: the payloads come from the same party this decoder trusts.
+                    unsafe { BatchDecoder::new_trusted(&message)? }
+                } else {
+                    BatchDecoder::new(&message)?
+                };
+                entry.insert(decoder)
+            }
+        };
+        let header_len = passthrough_header_len(columns);
+        if payload.len() < header_len {
+            return Err(error("truncated header".into()));
+        }
+        let batch = decoder.decode_buffer(payload.slice(header_len))?;
+        if batch.num_rows() != rows {
+            return Err(error(format!(
+                "sends columns of {} rows in a frame of {rows}",
+                batch.num_rows()
+            )));
+        }
+        let mut received = batch.columns().iter();
+        let columns = self
+            .schema
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(i, field)| match sent.binary_search(&i) {
+                Ok(_) => received.next().cloned(),
+                Err(_) => Some(arrow_array::new_null_array(field.data_type(), rows)),
+            })
+            .collect::<Option<Vec<ArrayRef>>>()
+            .ok_or_else(|| error("fewer columns than the header says".into()))?;
+        RecordBatch::try_new_with_options(
+            self.schema.clone(),
+            columns,
+            &RecordBatchOptions::new().with_row_count(Some(rows)),
+        )
     }
 
     /// Decodes one payload. It must hold exactly one record batch (after any dictionaries) and
@@ -390,7 +592,15 @@ impl BatchDecoder {
         };
         let len = payload.len();
         let mut buffer = payload;
-        let batch = decoder.decode(&mut buffer)?.ok_or_else(|| {
+        let mut batch = decoder.decode(&mut buffer)?;
+        if batch.is_none() && buffer.is_empty() {
+            // Arrow's stream decoder completes a message whose body is empty (a batch of no
+            // rows and no offsets) only when more bytes follow: show it the start of a next
+            // message, which it leaves unread once the batch is out.
+            let mut next = Buffer::from(&[0xff, 0xff, 0xff, 0xff][..]);
+            batch = decoder.decode(&mut next)?;
+        }
+        let batch = batch.ok_or_else(|| {
             ArrowError::IpcError(format!(
                 "payload of {len} bytes holds no complete record batch"
             ))
@@ -713,6 +923,85 @@ mod tests {
             ("tag", Arc::new(dict) as ArrayRef),
         ])
         .unwrap()
+    }
+
+    #[test]
+    fn projected_frames_send_only_what_is_read_and_fill_the_rest_with_nulls() {
+        let input = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![
+                Field::new("id", DataType::Int64, false),
+                Field::new("name", DataType::Utf8, true),
+                Field::new("city", DataType::Utf8, true),
+            ])),
+            vec![
+                Arc::new(Int64Array::from(vec![1, 2, 3])) as ArrayRef,
+                Arc::new(StringArray::from(vec![Some("x"), None, Some("z")])),
+                Arc::new(StringArray::from(vec!["a-long-city", "b", "c"])),
+            ],
+        )
+        .unwrap();
+        let schema = input.schema();
+        // Reads `name` only: `id` is sent anyway (not nullable), `city` is left out.
+        let mut encoder = ProjectingEncoder::new(schema.clone(), &["name".into()])
+            .unwrap()
+            .expect("city can be left out");
+        assert_eq!(encoder.omitted(), vec![2]);
+        let (mut full, _) = BatchEncoder::new(schema.clone()).unwrap();
+        let payload = encoder.encode(&input).unwrap();
+        assert!(payload.len() < full.encode(&input).unwrap().len());
+        let mut decoder = BatchDecoder::for_schema(&schema).unwrap();
+        let decoded = decoder.decode_input(Buffer::from_vec(payload)).unwrap();
+        assert_eq!(decoded.schema(), schema);
+        assert_eq!(decoded.column(0), input.column(0));
+        assert_eq!(decoded.column(1), input.column(1));
+        assert_eq!(decoded.column(2).null_count(), 3, "a placeholder of nulls");
+        // Empty batches too; sending only `id`, the IPC body is empty.
+        let mut only_id = ProjectingEncoder::new(schema.clone(), &[])
+            .unwrap()
+            .unwrap();
+        let empty = only_id.encode(&input.slice(0, 0)).unwrap();
+        let mut fresh = BatchDecoder::for_schema(&schema).unwrap();
+        let decoded = fresh.decode_input(Buffer::from_vec(empty)).unwrap();
+        assert_eq!((decoded.num_rows(), decoded.num_columns()), (0, 3));
+        // Plain payloads still decode.
+        let plain = full.encode(&input).unwrap();
+        assert_eq!(
+            decoder.decode_input(Buffer::from_vec(plain)).unwrap(),
+            input
+        );
+
+        // Nothing to leave out: no projection.
+        assert!(
+            ProjectingEncoder::new(schema.clone(), &["name".into(), "city".into()])
+                .unwrap()
+                .is_none()
+        );
+
+        // An answer may repeat a column left out, never compute one of that name.
+        encoder.check_answer(&input, Some(&input)).unwrap();
+        let computed = input.slice(0, 2);
+        let error = encoder.check_answer(&computed, Some(&input)).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("column `city` came back computed"),
+            "{error}"
+        );
+        assert!(
+            encoder.check_answer(&input, None).is_err(),
+            "finish has no input"
+        );
+        let without_city = input.project(&[0, 1]).unwrap();
+        encoder.check_answer(&without_city, Some(&input)).unwrap();
+
+        // A header may not leave out a non-nullable column.
+        let mut forged = encoder.encode(&input).unwrap();
+        forged[16..20].copy_from_slice(&0u32.to_le_bytes());
+        let error = decoder.decode_input(Buffer::from_vec(forged)).unwrap_err();
+        assert!(
+            error.to_string().contains("only nullable columns"),
+            "{error}"
+        );
     }
 
     #[test]

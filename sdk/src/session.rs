@@ -57,7 +57,7 @@ impl<T: Transform> Session<T> {
     pub fn process(&mut self, payload: Vec<u8>) -> Result<Vec<Vec<u8>>, Error> {
         let batch = self
             .input
-            .decode(payload)
+            .decode_input(crate::ipc::Buffer::from_vec(payload))
             .map_err(|e| Error::internal(format!("undecodable input batch: {e}")))?;
         if let Some(keep) = self.transform.select(&batch)? {
             return Ok(self

@@ -4,15 +4,20 @@
 //! framing in both directions, the declared-schema check), so what passes here behaves the same
 //! inside the host.
 
-use crate::ipc::{BatchDecoder, Buffer, encode_schema};
+use crate::ipc::{
+    BatchDecoder, BatchEncoder, Buffer, ProjectingEncoder, encode_schema, is_selection,
+};
 use crate::session::Session;
-use crate::{Error, RecordBatch, SchemaRef, Transform};
+use crate::{Error, RecordBatch, SchemaRef, Transform, parse_config};
 
 /// An opened transform under test.
 pub struct Harness<T: Transform> {
     session: Session<T>,
     output: BatchDecoder,
     input_schema: SchemaRef,
+    /// Set when the transform declares its input columns: the host then sends only those, and
+    /// so does the harness.
+    projection: Option<ProjectingEncoder>,
 }
 
 impl<T: Transform> Harness<T> {
@@ -21,10 +26,15 @@ impl<T: Transform> Harness<T> {
         let schema_message = encode_schema(&schema)?;
         let (session, output_schema) = Session::<T>::open(config, &schema_message)?;
         let output = BatchDecoder::new(&output_schema)?;
+        let projection = match T::input_columns(&parse_config::<T>(config)?) {
+            Some(reads) => ProjectingEncoder::new(schema.clone(), &reads)?,
+            None => None,
+        };
         Ok(Self {
             session,
             output,
             input_schema: schema,
+            projection,
         })
     }
 
@@ -40,8 +50,12 @@ impl<T: Transform> Harness<T> {
                 "test batch does not match the opened schema",
             ));
         }
-        let (mut encoder, _) = crate::ipc::BatchEncoder::new(self.input_schema.clone())?;
-        let payload = encoder.encode(batch)?;
+        let payload = match &mut self.projection {
+            Some(projection) => projection.encode(batch)?,
+            None => BatchEncoder::new(self.input_schema.clone())?
+                .0
+                .encode(batch)?,
+        };
         let out = self.session.process(payload)?;
         self.decode(out, Some(batch))
     }
@@ -60,9 +74,12 @@ impl<T: Transform> Harness<T> {
         payloads
             .into_iter()
             .map(|p| {
-                self.output
-                    .decode_answer(Buffer::from_vec(p), input)
-                    .map_err(Error::from)
+                let selection = is_selection(&p);
+                let answer = self.output.decode_answer(Buffer::from_vec(p), input)?;
+                if let (Some(projection), false) = (&self.projection, selection) {
+                    projection.check_answer(&answer, input)?;
+                }
+                Ok(answer)
             })
             .collect()
     }
@@ -118,5 +135,81 @@ impl Rng {
     /// A number in `0..n`.
     pub fn below(&mut self, n: u64) -> u64 {
         self.next_u64() % n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow_array::{Array, ArrayRef, BooleanArray, Int64Array};
+
+    use super::*;
+
+    /// Declares that it reads `a` only, and either passes rows through by a selection or (with
+    /// `copy`) copies them, which also copies the placeholder of `b`.
+    struct ReadsA {
+        schema: SchemaRef,
+        copy: bool,
+    }
+
+    #[derive(serde::Deserialize, schemars::JsonSchema)]
+    struct Config {
+        copy: bool,
+    }
+
+    impl Transform for ReadsA {
+        type Config = Config;
+        const INPUT_COLUMNS: Option<&'static [&'static str]> = Some(&["a"]);
+
+        fn open(config: Config, input: SchemaRef) -> Result<Self, Error> {
+            Ok(Self {
+                schema: input,
+                copy: config.copy,
+            })
+        }
+        fn output_schema(&self) -> SchemaRef {
+            self.schema.clone()
+        }
+        fn select(&mut self, batch: &RecordBatch) -> Result<Option<BooleanArray>, Error> {
+            if self.copy {
+                return Ok(None);
+            }
+            // `b` is not declared: the transform sees only nulls there.
+            assert_eq!(batch.column(1).null_count(), batch.num_rows());
+            let a = batch
+                .column(0)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .unwrap();
+            Ok(Some(a.iter().map(|v| v.map(|v| v > 1)).collect()))
+        }
+        fn process(&mut self, batch: RecordBatch) -> Result<Vec<RecordBatch>, Error> {
+            Ok(vec![batch.slice(0, 1)])
+        }
+    }
+
+    #[test]
+    fn undeclared_columns_cross_as_placeholders_and_may_only_pass_through() {
+        let schema = arrow_schema::Schema::new(vec![
+            arrow_schema::Field::new("a", arrow_schema::DataType::Int64, true),
+            arrow_schema::Field::new("b", arrow_schema::DataType::Int64, true),
+        ]);
+        let input = RecordBatch::try_new(
+            Arc::new(schema),
+            vec![
+                Arc::new(Int64Array::from(vec![1, 2, 3])) as ArrayRef,
+                Arc::new(Int64Array::from(vec![10, 20, 30])),
+            ],
+        )
+        .unwrap();
+        let out = run::<ReadsA>(r#"{"copy": false}"#, std::slice::from_ref(&input)).unwrap();
+        assert_eq!(out, vec![input.slice(1, 2)], "the real `b` comes back");
+
+        let error = run::<ReadsA>(r#"{"copy": true}"#, &[input]).unwrap_err();
+        assert!(
+            error.to_string().contains("column `b` came back computed"),
+            "{error}"
+        );
     }
 }

@@ -327,9 +327,30 @@ impl Job {
         }
         if let (Some(first), Some(plugin)) = (p.steps.first(), loaded.first()) {
             let (plugin, config) = (plugin.clone(), first.config.clone());
+            let offered = Arc::new(Schema::new(
+                columns
+                    .iter()
+                    .filter_map(|c| full_schema.field_with_name(c).ok().cloned())
+                    .collect::<Vec<_>>(),
+            ));
+            // The step needs the columns it reads and those it passes through (an output column
+            // named like an input column it does not read is that column, passed through).
             let wanted = tokio::task::spawn_blocking(move || {
                 let mut instance = plugin.instantiate().map_err(Box::new)?;
-                instance.input_columns(&config).map_err(Box::new)
+                let Some(mut reads) = instance.input_columns(&config).map_err(Box::new)? else {
+                    return Ok(None);
+                };
+                // A step that cannot open here fails again, with its error, when the chain opens.
+                let Ok(output) = instance.open(&config, offered.clone()) else {
+                    return Ok(None);
+                };
+                for field in offered.fields() {
+                    if output.field_with_name(field.name()).is_ok() && !reads.contains(field.name())
+                    {
+                        reads.push(field.name().clone());
+                    }
+                }
+                Ok(Some(reads))
             })
             .await
             .map_err(|e| JobError::Other(e.to_string()))?

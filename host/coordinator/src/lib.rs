@@ -1,8 +1,8 @@
 //! Runs a pipeline as one job: plan, run tasks on workers, commit once.
 //!
 //! [`Job`] takes a validated [`Pipeline`], and when awaited:
-//! 1. loads the plugins, plans the source scan (partition pruning, projection pushdown from the
-//!    first step's `input_columns`), and opens the whole plugin chain once on the source schema
+//! 1. loads the plugins, plans the source scan (partition pruning, projection pushdown: the
+//!    columns the first step reads, per its `input_columns`, and those it passes through), and opens the whole plugin chain once on the source schema
 //!    to learn the output schema, so bad configs and missing partition columns fail before any
 //!    data is read;
 //! 2. runs the **task stage**: every scan task through the steps of `scope = "task"`, on up to

@@ -19,8 +19,9 @@ use arrow_schema::SchemaRef;
 use wasmtime::component::Func;
 use wasmtime::{Store, Trap};
 
+use weir_sdk::ipc::{BatchDecoder, BatchEncoder, ProjectingEncoder, is_selection};
+
 use crate::imports::HostCallRefused;
-use weir_sdk::ipc::{BatchDecoder, BatchEncoder};
 
 use crate::bindings::Plugin as Bindings;
 use crate::bindings::exports::weir::plugin::transform as wit;
@@ -36,6 +37,9 @@ enum State {
     Fresh,
     Open {
         input: BatchEncoder,
+        /// Set when the plugin declared the input columns it reads: batches then cross without
+        /// the (nullable) columns it does not read.
+        projection: Option<ProjectingEncoder>,
         output: BatchDecoder,
     },
     Finished,
@@ -136,8 +140,14 @@ impl PluginInstance {
         if !matches!(self.state, State::Fresh) {
             return Err(self.not_open(Call::Open));
         }
-        let (encoder, schema_message) = BatchEncoder::new(input)
+        let (encoder, schema_message) = BatchEncoder::new(input.clone())
             .map_err(|e| self.protocol(Call::Open, &format!("input schema not encodable: {e}")))?;
+        let projection = match self.input_columns(config)? {
+            Some(reads) => ProjectingEncoder::new(input, &reads).map_err(|e| {
+                self.protocol(Call::Open, &format!("input schema not encodable: {e}"))
+            })?,
+            None => None,
+        };
         let result = self.call(Call::Open, |store, b| {
             b.weir_plugin_transform()
                 .call_open(store, config, &schema_message)
@@ -154,6 +164,7 @@ impl PluginInstance {
         let schema = decoder.schema().clone();
         self.state = State::Open {
             input: encoder,
+            projection,
             output: decoder,
         };
         Ok(schema)
@@ -163,10 +174,17 @@ impl PluginInstance {
     pub fn process(&mut self, batch: &RecordBatch) -> Result<Vec<RecordBatch>, PluginError> {
         let index = self.batches;
         self.batches += 1;
-        let State::Open { input, .. } = &mut self.state else {
+        let State::Open {
+            input, projection, ..
+        } = &mut self.state
+        else {
             return Err(self.not_open(Call::Process));
         };
-        let pieces = match input.encode_pieces(batch) {
+        let encoded = match projection {
+            Some(projection) => projection.encode_pieces(batch),
+            None => input.encode_pieces(batch),
+        };
+        let pieces = match encoded {
             Ok(pieces) => pieces,
             Err(e) => {
                 return Err(self.protocol(Call::Process, &format!("input batch {index}: {e}")));
@@ -229,7 +247,10 @@ impl PluginInstance {
         if bytes > self.limits.max_output_bytes {
             return Err(self.fail(call, bytes_limit(bytes)));
         }
-        let State::Open { output, .. } = &mut self.state else {
+        let State::Open {
+            output, projection, ..
+        } = &mut self.state
+        else {
             unreachable!("outputs are only read from an open instance");
         };
         let mut input_sizes: Option<Vec<u64>> = None;
@@ -237,7 +258,14 @@ impl PluginInstance {
         let mut rows = 0u64;
         let mut violation = None;
         for (i, payload) in payloads.into_iter().enumerate() {
-            match output.decode_answer(payload, input) {
+            let selection = is_selection(&payload);
+            let answer = output.decode_answer(payload, input).and_then(|batch| {
+                if let (Some(projection), false) = (projection.as_ref(), selection) {
+                    projection.check_answer(&batch, input)?;
+                }
+                Ok(batch)
+            });
+            match answer {
                 Ok(batch) => {
                     rows += batch.num_rows() as u64;
                     if let Some(input) = input {

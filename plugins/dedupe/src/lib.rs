@@ -63,9 +63,9 @@ impl Dedupe {
 impl Transform for Dedupe {
     type Config = Config;
 
-    fn input_columns(_config: &Config) -> Option<Vec<String>> {
-        // Every column passes through.
-        None
+    /// The key columns; the rest pass through untouched.
+    fn input_columns(config: &Config) -> Option<Vec<String>> {
+        Some(config.keys.clone())
     }
 
     fn open(config: Config, input: SchemaRef) -> Result<Self, Error> {

@@ -188,6 +188,29 @@ fn find(fields: &[FieldRef], name: &str, path: &str, key: &str) -> Result<usize,
 impl Transform for Derive {
     type Config = Config;
 
+    /// The columns the derivations read, and the names they write (a derivation may replace an
+    /// input column); every other column passes through untouched.
+    fn input_columns(config: &Config) -> Option<Vec<String>> {
+        let mut columns = Vec::new();
+        for c in &config.columns {
+            let operands = c.expr.iter().flat_map(|e| [&e.left, &e.right]);
+            let read = [&c.date_of, &c.lower, &c.upper, &c.trim]
+                .into_iter()
+                .flatten()
+                .chain(operands.filter_map(|o| match o {
+                    Operand::Column(name) => Some(name),
+                    _ => None,
+                }))
+                .chain([&c.name]);
+            for name in read {
+                if !columns.contains(name) {
+                    columns.push(name.clone());
+                }
+            }
+        }
+        Some(columns)
+    }
+
     fn open(config: Config, input: SchemaRef) -> Result<Self, Error> {
         if config.columns.is_empty() {
             return Err(Error::config(

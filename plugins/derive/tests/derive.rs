@@ -592,3 +592,18 @@ fn random_data_matches_a_row_by_row_reference() {
         }
     }
 }
+
+#[test]
+fn input_columns_are_the_operands_and_the_names_written() {
+    use weir_sdk::Transform;
+    let config = weir_sdk::parse_config::<Derive>(
+        r#"{"columns": [
+            {"name": "day", "date_of": "ts"},
+            {"name": "country", "replace": true, "lower": "country"},
+            {"name": "usd", "expr": {"op": "div", "left": "micros", "right": 1000000}}
+        ]}"#,
+    )
+    .unwrap();
+    let columns = Derive::input_columns(&config).unwrap();
+    assert_eq!(columns, ["ts", "day", "country", "micros", "usd"]);
+}

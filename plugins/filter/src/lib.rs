@@ -249,8 +249,26 @@ pub struct Filter {
 impl Transform for Filter {
     type Config = Config;
 
-    // `input_columns` stays `None`: every input column passes through to the output, so the
-    // scan must read all of them, not only those the predicates test.
+    /// The columns the predicates test; the rest pass through untouched.
+    fn input_columns(config: &Config) -> Option<Vec<String>> {
+        fn collect(predicates: &[Predicate], columns: &mut Vec<String>) {
+            for p in predicates {
+                if let Some(c) = &p.column
+                    && !columns.contains(c)
+                {
+                    columns.push(c.clone());
+                }
+                collect(p.any.as_deref().unwrap_or_default(), columns);
+                collect(p.all.as_deref().unwrap_or_default(), columns);
+                if let Some(not) = &p.not {
+                    collect(std::slice::from_ref(not.as_ref()), columns);
+                }
+            }
+        }
+        let mut columns = Vec::new();
+        collect(&config.predicates, &mut columns);
+        Some(columns)
+    }
 
     fn open(config: Config, input: SchemaRef) -> Result<Self, Error> {
         let nodes = compile_list(&config.predicates, "predicates", &input)?;

@@ -362,12 +362,20 @@ fn all_rows_kept_returns_the_batch() {
 }
 
 #[test]
-fn input_columns_is_every_column_because_rows_pass_through_whole() {
+fn input_columns_are_the_tested_columns_at_any_depth() {
     use weir_sdk::Transform;
-    let config =
-        weir_sdk::parse_config::<Filter>(r#"{"predicates": [{"column": "a", "op": "is_null"}]}"#)
-            .unwrap();
-    assert_eq!(Filter::input_columns(&config), None);
+    let config = weir_sdk::parse_config::<Filter>(
+        r#"{"predicates": [
+            {"column": "a", "op": "is_null"},
+            {"any": [{"column": "b", "op": "eq", "value": 1}, {"not": {"column": "c", "op": "is_null"}}]},
+            {"column": "a", "op": "is_not_null"}
+        ]}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        Filter::input_columns(&config),
+        Some(vec!["a".to_string(), "b".to_string(), "c".to_string()])
+    );
 }
 
 #[test]

@@ -196,6 +196,11 @@ const INTEGER_TYPES: [DataType; 8] = [
 impl Transform for Mask {
     type Config = Config;
 
+    /// The masked columns; the rest pass through untouched.
+    fn input_columns(config: &Config) -> Option<Vec<String>> {
+        Some(config.columns.keys().cloned().collect())
+    }
+
     fn open(config: Config, input: SchemaRef) -> Result<Self, Error> {
         if config.columns.is_empty() {
             return Err(Error::config("columns must name at least one column"));
