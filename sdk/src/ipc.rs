@@ -20,10 +20,10 @@
 //! receiver filters the input batch it sent, natively.
 //!
 //! **Projected input frames.** A plugin that declares the input columns it reads gets only those
-//! (and every non-nullable column): a header (magic `WEIRPJ01`, column count, rows, one u32 per
+//! (and any column without a stand-in, see [`placeholder`]): a header (magic `WEIRPJ01`, column count, rows, one u32 per
 //! column: 1 sent, 0 left out, padded to 64 bytes), then the IPC messages of a batch of the sent
-//! columns. The receiver puts an all-null column of the declared type in place of each one left
-//! out, so the transform still sees the whole schema, and columns it passes through still go back
+//! columns. The receiver puts a stand-in of the declared type (nulls, or zeros if the column is
+//! not nullable) in place of each one left out, so the transform still sees the whole schema, and columns it passes through still go back
 //! as references to the host's real columns. A plugin must therefore list every input column it
 //! reads or replaces; the host refuses output that computes a column it left out.
 
@@ -69,7 +69,7 @@ const PASSTHROUGH_MAGIC: [u8; 8] = *b"WEIRPT01";
 const SELECTION_MAGIC: [u8; 8] = *b"WEIRSEL1";
 /// Header length of a selection frame: magic, input rows, selected rows, padded to 64 bytes.
 const SELECTION_HEADER_LEN: usize = 64;
-/// The first bytes of a projected input frame: some nullable columns left out.
+/// The first bytes of a projected input frame: some columns left out.
 const PROJECTED_MAGIC: [u8; 8] = *b"WEIRPJ01";
 /// In a passthrough header: the column is carried in the frame, not repeated from the input.
 const CARRIED: u32 = u32::MAX;
@@ -201,6 +201,18 @@ impl BatchEncoder {
         batch: &RecordBatch,
         input: &[ArrayRef],
     ) -> Result<Vec<u8>, ArrowError> {
+        self.encode_passthrough_exact(batch, input, &[])
+    }
+
+    /// [`encode_passthrough`](Self::encode_passthrough), where an output column repeats input
+    /// column `i` of `exact` only if it is that very `Arc` (stand-ins of a projected frame share
+    /// their buffers across batches, so sharing buffers proves nothing for them).
+    pub fn encode_passthrough_exact(
+        &mut self,
+        batch: &RecordBatch,
+        input: &[ArrayRef],
+        exact: &[usize],
+    ) -> Result<Vec<u8>, ArrowError> {
         if !self.passthrough || input.is_empty() {
             return self.encode(batch);
         }
@@ -210,7 +222,14 @@ impl BatchEncoder {
             .map(|column| {
                 input
                     .iter()
-                    .position(|candidate| same_array(column, candidate))
+                    .enumerate()
+                    .position(|(i, candidate)| {
+                        if exact.contains(&i) {
+                            Arc::ptr_eq(column, candidate)
+                        } else {
+                            same_array(column, candidate)
+                        }
+                    })
                     .map_or(CARRIED, |i| i as u32)
             })
             .collect();
@@ -310,6 +329,37 @@ impl BatchEncoder {
     }
 }
 
+/// What stands in for a column left out of a projected frame: all nulls if the field is nullable;
+/// otherwise zeros (empty strings, `false`) for flat types; `None` for the other types, which are
+/// never left out.
+pub fn placeholder(field: &Field, rows: usize) -> Option<ArrayRef> {
+    if field.is_nullable() {
+        return Some(arrow_array::new_null_array(field.data_type(), rows));
+    }
+    let flat = field.data_type().is_primitive()
+        || matches!(
+            field.data_type(),
+            DataType::Boolean
+                | DataType::Utf8
+                | DataType::LargeUtf8
+                | DataType::Utf8View
+                | DataType::Binary
+                | DataType::LargeBinary
+                | DataType::BinaryView
+                | DataType::FixedSizeBinary(_)
+        );
+    if !flat {
+        return None;
+    }
+    // Zeroed buffers without a validity bitmap: zeros, `false`, empty strings and binaries.
+    let zeros = arrow_data::ArrayData::new_null(field.data_type(), rows)
+        .into_builder()
+        .nulls(None)
+        .build()
+        .ok()?;
+    Some(arrow_array::make_array(zeros))
+}
+
 /// Whether `payload` is a selection frame (its batch is the input's rows, filtered natively).
 pub fn is_selection(payload: &[u8]) -> bool {
     payload.starts_with(&SELECTION_MAGIC)
@@ -326,7 +376,7 @@ pub struct ProjectingEncoder {
 
 impl ProjectingEncoder {
     /// An encoder for batches of `schema` sent to a plugin that reads only `reads`, or `None`
-    /// when no column can be left out (only nullable columns are, and never with dictionaries).
+    /// when no column can be left out (see [`placeholder`]; never with dictionaries).
     pub fn new(schema: SchemaRef, reads: &[String]) -> Result<Option<Self>, ArrowError> {
         if has_dictionaries(&schema) {
             return Ok(None);
@@ -334,7 +384,7 @@ impl ProjectingEncoder {
         let sent: Vec<usize> = (0..schema.fields().len())
             .filter(|&i| {
                 let field = schema.field(i);
-                !field.is_nullable() || reads.iter().any(|r| r == field.name())
+                reads.iter().any(|r| r == field.name()) || placeholder(field, 0).is_none()
             })
             .collect();
         if sent.len() == schema.fields().len() {
@@ -430,6 +480,11 @@ pub struct BatchDecoder {
     carried: HashMap<Vec<u32>, BatchDecoder>,
     /// Decoders of the columns sent in projected input frames, by layout.
     projected: HashMap<Vec<u32>, BatchDecoder>,
+    /// Stand-ins for columns left out, by column and rows, built once: their buffers are shared,
+    /// and each batch gets its own `Arc`.
+    stand_ins: HashMap<(usize, usize), arrow_data::ArrayData>,
+    /// The columns of the last decoded input that are stand-ins.
+    last_stand_ins: Vec<usize>,
 }
 
 enum Decoder {
@@ -457,6 +512,8 @@ impl BatchDecoder {
             schema,
             carried: HashMap::new(),
             projected: HashMap::new(),
+            stand_ins: HashMap::new(),
+            last_stand_ins: Vec::new(),
         })
     }
 
@@ -478,6 +535,8 @@ impl BatchDecoder {
             schema,
             carried: HashMap::new(),
             projected: HashMap::new(),
+            stand_ins: HashMap::new(),
+            last_stand_ins: Vec::new(),
         })
     }
 
@@ -492,8 +551,9 @@ impl BatchDecoder {
     }
 
     /// Decodes one input payload: a plain one, or a projected input frame (see the module docs),
-    /// whose left-out columns become all-null columns of their declared types.
+    /// whose left-out columns get their stand-ins ([`placeholder`]).
     pub fn decode_input(&mut self, payload: Buffer) -> Result<RecordBatch, ArrowError> {
+        self.last_stand_ins.clear();
         if !payload.starts_with(&PROJECTED_MAGIC) {
             return self.decode_buffer(payload);
         }
@@ -519,10 +579,10 @@ impl BatchDecoder {
         for (i, (field, flag)) in self.schema.fields().iter().zip(&layout).enumerate() {
             match flag {
                 1 => sent.push(i),
-                0 if field.is_nullable() => {}
+                0 if placeholder(field, 0).is_some() => {}
                 _ => {
                     return Err(error(format!(
-                        "column `{}` is marked {flag}; only nullable columns may be left out",
+                        "column `{}` is marked {flag}, but it cannot be left out",
                         field.name()
                     )));
                 }
@@ -557,22 +617,41 @@ impl BatchDecoder {
             )));
         }
         let mut received = batch.columns().iter();
-        let columns = self
-            .schema
-            .fields()
-            .iter()
-            .enumerate()
-            .map(|(i, field)| match sent.binary_search(&i) {
-                Ok(_) => received.next().cloned(),
-                Err(_) => Some(arrow_array::new_null_array(field.data_type(), rows)),
-            })
-            .collect::<Option<Vec<ArrayRef>>>()
-            .ok_or_else(|| error("fewer columns than the header says".into()))?;
+        if self.stand_ins.len() > 4 * MAX_LAYOUTS {
+            self.stand_ins.clear();
+        }
+        self.last_stand_ins.clear();
+        let mut columns = Vec::with_capacity(columns);
+        for (i, field) in self.schema.fields().iter().enumerate() {
+            if sent.binary_search(&i).is_ok() {
+                let column = received
+                    .next()
+                    .ok_or_else(|| error("fewer columns than the header says".into()))?;
+                columns.push(column.clone());
+                continue;
+            }
+            let stand_in = match self.stand_ins.entry((i, rows)) {
+                std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+                std::collections::hash_map::Entry::Vacant(entry) => {
+                    let array = placeholder(field, rows)
+                        .ok_or_else(|| error(format!("no stand-in for `{}`", field.name())))?;
+                    entry.insert(array.to_data())
+                }
+            };
+            columns.push(arrow_array::make_array(stand_in.clone()));
+            self.last_stand_ins.push(i);
+        }
         RecordBatch::try_new_with_options(
             self.schema.clone(),
             columns,
             &RecordBatchOptions::new().with_row_count(Some(rows)),
         )
+    }
+
+    /// The columns of the last input [`decode_input`](Self::decode_input) decoded that are
+    /// stand-ins.
+    pub fn stand_ins(&self) -> &[usize] {
+        &self.last_stand_ins
     }
 
     /// Decodes one payload. It must hold exactly one record batch (after any dictionaries) and
@@ -926,43 +1005,51 @@ mod tests {
     }
 
     #[test]
-    fn projected_frames_send_only_what_is_read_and_fill_the_rest_with_nulls() {
+    fn projected_frames_send_only_what_is_read_and_stand_in_for_the_rest() {
         let input = RecordBatch::try_new(
             Arc::new(Schema::new(vec![
                 Field::new("id", DataType::Int64, false),
                 Field::new("name", DataType::Utf8, true),
                 Field::new("city", DataType::Utf8, true),
+                Field::new("flags", DataType::Struct(Default::default()), false),
             ])),
             vec![
                 Arc::new(Int64Array::from(vec![1, 2, 3])) as ArrayRef,
                 Arc::new(StringArray::from(vec![Some("x"), None, Some("z")])),
                 Arc::new(StringArray::from(vec!["a-long-city", "b", "c"])),
+                Arc::new(arrow_array::StructArray::new_empty_fields(3, None)),
             ],
         )
         .unwrap();
         let schema = input.schema();
-        // Reads `name` only: `id` is sent anyway (not nullable), `city` is left out.
+        // Reads `name` only: `id` and `city` are left out; `flags` has no stand-in.
         let mut encoder = ProjectingEncoder::new(schema.clone(), &["name".into()])
             .unwrap()
-            .expect("city can be left out");
-        assert_eq!(encoder.omitted(), vec![2]);
+            .expect("id and city can be left out");
+        assert_eq!(encoder.omitted(), vec![0, 2]);
         let (mut full, _) = BatchEncoder::new(schema.clone()).unwrap();
         let payload = encoder.encode(&input).unwrap();
         assert!(payload.len() < full.encode(&input).unwrap().len());
         let mut decoder = BatchDecoder::for_schema(&schema).unwrap();
         let decoded = decoder.decode_input(Buffer::from_vec(payload)).unwrap();
         assert_eq!(decoded.schema(), schema);
-        assert_eq!(decoded.column(0), input.column(0));
+        let zeros: ArrayRef = Arc::new(Int64Array::from(vec![0, 0, 0]));
+        assert_eq!(decoded.column(0), &zeros, "zeros for a non-nullable column");
         assert_eq!(decoded.column(1), input.column(1));
-        assert_eq!(decoded.column(2).null_count(), 3, "a placeholder of nulls");
-        // Empty batches too; sending only `id`, the IPC body is empty.
-        let mut only_id = ProjectingEncoder::new(schema.clone(), &[])
+        assert_eq!(
+            decoded.column(2).null_count(),
+            3,
+            "nulls for a nullable one"
+        );
+        assert_eq!(decoded.column(3), input.column(3));
+        // Empty batches too; sending only `flags`, the IPC body is empty.
+        let mut only_flags = ProjectingEncoder::new(schema.clone(), &[])
             .unwrap()
             .unwrap();
-        let empty = only_id.encode(&input.slice(0, 0)).unwrap();
+        let empty = only_flags.encode(&input.slice(0, 0)).unwrap();
         let mut fresh = BatchDecoder::for_schema(&schema).unwrap();
         let decoded = fresh.decode_input(Buffer::from_vec(empty)).unwrap();
-        assert_eq!((decoded.num_rows(), decoded.num_columns()), (0, 3));
+        assert_eq!((decoded.num_rows(), decoded.num_columns()), (0, 4));
         // Plain payloads still decode.
         let plain = full.encode(&input).unwrap();
         assert_eq!(
@@ -971,8 +1058,9 @@ mod tests {
         );
 
         // Nothing to leave out: no projection.
+        let reads_all = ["id".into(), "name".into(), "city".into()];
         assert!(
-            ProjectingEncoder::new(schema.clone(), &["name".into(), "city".into()])
+            ProjectingEncoder::new(schema.clone(), &reads_all)
                 .unwrap()
                 .is_none()
         );
@@ -982,9 +1070,7 @@ mod tests {
         let computed = input.slice(0, 2);
         let error = encoder.check_answer(&computed, Some(&input)).unwrap_err();
         assert!(
-            error
-                .to_string()
-                .contains("column `city` came back computed"),
+            error.to_string().contains("column `id` came back computed"),
             "{error}"
         );
         assert!(
@@ -994,12 +1080,14 @@ mod tests {
         let without_city = input.project(&[0, 1]).unwrap();
         encoder.check_answer(&without_city, Some(&input)).unwrap();
 
-        // A header may not leave out a non-nullable column.
+        // A header may not leave out a column without a stand-in.
         let mut forged = encoder.encode(&input).unwrap();
-        forged[16..20].copy_from_slice(&0u32.to_le_bytes());
+        forged[28..32].copy_from_slice(&0u32.to_le_bytes());
         let error = decoder.decode_input(Buffer::from_vec(forged)).unwrap_err();
         assert!(
-            error.to_string().contains("only nullable columns"),
+            error
+                .to_string()
+                .contains("`flags` is marked 0, but it cannot be left out"),
             "{error}"
         );
     }

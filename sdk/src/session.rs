@@ -70,27 +70,31 @@ impl<T: Transform> Session<T> {
         // Output columns that are these very arrays go back as references (passthrough frames).
         let input = batch.columns().to_vec();
         let output = self.transform.process(batch)?;
-        self.encode(output, &input)
+        let stand_ins = self.input.stand_ins().to_vec();
+        self.encode(output, &input, &stand_ins)
     }
 
     /// Finishes the transform.
     pub fn finish(&mut self) -> Result<Vec<Vec<u8>>, Error> {
         let output = self.transform.finish()?;
-        self.encode(output, &[])
+        self.encode(output, &[], &[])
     }
 
     fn encode(
         &mut self,
         batches: Vec<RecordBatch>,
         input: &[arrow_array::ArrayRef],
+        stand_ins: &[usize],
     ) -> Result<Vec<Vec<u8>>, Error> {
         batches
             .iter()
             .filter(|batch| batch.num_rows() > 0)
             .map(|batch| {
-                self.output.encode_passthrough(batch, input).map_err(|e| {
-                    Error::internal(format!("plugin emitted a batch it did not declare: {e}"))
-                })
+                self.output
+                    .encode_passthrough_exact(batch, input, stand_ins)
+                    .map_err(|e| {
+                        Error::internal(format!("plugin emitted a batch it did not declare: {e}"))
+                    })
             })
             .collect()
     }

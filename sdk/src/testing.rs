@@ -151,11 +151,16 @@ mod tests {
     struct ReadsA {
         schema: SchemaRef,
         copy: bool,
+        stale: bool,
+        previous: Option<RecordBatch>,
     }
 
     #[derive(serde::Deserialize, schemars::JsonSchema)]
     struct Config {
         copy: bool,
+        /// Emit each batch one call later (holding rows it does not read).
+        #[serde(default)]
+        stale: bool,
     }
 
     impl Transform for ReadsA {
@@ -166,13 +171,15 @@ mod tests {
             Ok(Self {
                 schema: input,
                 copy: config.copy,
+                stale: config.stale,
+                previous: None,
             })
         }
         fn output_schema(&self) -> SchemaRef {
             self.schema.clone()
         }
         fn select(&mut self, batch: &RecordBatch) -> Result<Option<BooleanArray>, Error> {
-            if self.copy {
+            if self.copy || self.stale {
                 return Ok(None);
             }
             // `b` is not declared: the transform sees only nulls there.
@@ -185,6 +192,9 @@ mod tests {
             Ok(Some(a.iter().map(|v| v.map(|v| v > 1)).collect()))
         }
         fn process(&mut self, batch: RecordBatch) -> Result<Vec<RecordBatch>, Error> {
+            if self.stale {
+                return Ok(self.previous.replace(batch).into_iter().collect());
+            }
             Ok(vec![batch.slice(0, 1)])
         }
     }
@@ -206,7 +216,16 @@ mod tests {
         let out = run::<ReadsA>(r#"{"copy": false}"#, std::slice::from_ref(&input)).unwrap();
         assert_eq!(out, vec![input.slice(1, 2)], "the real `b` comes back");
 
-        let error = run::<ReadsA>(r#"{"copy": true}"#, &[input]).unwrap_err();
+        let error = run::<ReadsA>(r#"{"copy": true}"#, std::slice::from_ref(&input)).unwrap_err();
+        assert!(
+            error.to_string().contains("column `b` came back computed"),
+            "{error}"
+        );
+
+        // Stand-ins share their buffers across batches; one held from an earlier batch is still
+        // not this batch's column.
+        let batches = [input.clone(), input.clone()];
+        let error = run::<ReadsA>(r#"{"copy": false, "stale": true}"#, &batches).unwrap_err();
         assert!(
             error.to_string().contains("column `b` came back computed"),
             "{error}"

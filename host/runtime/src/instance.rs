@@ -38,7 +38,7 @@ enum State {
     Open {
         input: BatchEncoder,
         /// Set when the plugin declared the input columns it reads: batches then cross without
-        /// the (nullable) columns it does not read.
+        /// the columns it does not read.
         projection: Option<ProjectingEncoder>,
         output: BatchDecoder,
     },
