@@ -480,9 +480,9 @@ pub struct BatchDecoder {
     carried: HashMap<Vec<u32>, BatchDecoder>,
     /// Decoders of the columns sent in projected input frames, by layout.
     projected: HashMap<Vec<u32>, BatchDecoder>,
-    /// Stand-ins for columns left out, by column and rows, built once: their buffers are shared,
-    /// and each batch gets its own `Arc`.
-    stand_ins: HashMap<(usize, usize), arrow_data::ArrayData>,
+    /// Stand-ins for columns left out, by column, built once for at least as many rows as any
+    /// batch so far: each batch gets a slice of one, in its own `Arc`.
+    stand_ins: HashMap<usize, arrow_data::ArrayData>,
     /// The columns of the last decoded input that are stand-ins.
     last_stand_ins: Vec<usize>,
 }
@@ -617,9 +617,6 @@ impl BatchDecoder {
             )));
         }
         let mut received = batch.columns().iter();
-        if self.stand_ins.len() > 4 * MAX_LAYOUTS {
-            self.stand_ins.clear();
-        }
         self.last_stand_ins.clear();
         let mut columns = Vec::with_capacity(columns);
         for (i, field) in self.schema.fields().iter().enumerate() {
@@ -630,15 +627,18 @@ impl BatchDecoder {
                 columns.push(column.clone());
                 continue;
             }
-            let stand_in = match self.stand_ins.entry((i, rows)) {
-                std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
-                std::collections::hash_map::Entry::Vacant(entry) => {
-                    let array = placeholder(field, rows)
+            let stand_in = match self.stand_ins.get(&i) {
+                Some(stand_in) if stand_in.len() >= rows => stand_in,
+                _ => {
+                    let array = placeholder(field, rows.next_power_of_two())
                         .ok_or_else(|| error(format!("no stand-in for `{}`", field.name())))?;
-                    entry.insert(array.to_data())
+                    self.stand_ins
+                        .entry(i)
+                        .insert_entry(array.to_data())
+                        .into_mut()
                 }
             };
-            columns.push(arrow_array::make_array(stand_in.clone()));
+            columns.push(arrow_array::make_array(stand_in.slice(0, rows)));
             self.last_stand_ins.push(i);
         }
         RecordBatch::try_new_with_options(
