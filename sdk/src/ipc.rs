@@ -20,12 +20,13 @@
 //! receiver filters the input batch it sent, natively.
 //!
 //! **Projected input frames.** A plugin that declares the input columns it reads gets only those
-//! (and any column without a stand-in, see [`placeholder`]): a header (magic `WEIRPJ01`, column count, rows, one u32 per
-//! column: 1 sent, 0 left out, padded to 64 bytes), then the IPC messages of a batch of the sent
-//! columns. The receiver puts a stand-in of the declared type (nulls, or zeros if the column is
-//! not nullable) in place of each one left out, so the transform still sees the whole schema, and columns it passes through still go back
-//! as references to the host's real columns. A plugin must therefore list every input column it
-//! reads or replaces; the host refuses output that computes a column it left out.
+//! (and any column without a [`stand_in`]): a header (magic `WEIRPJ01`, column count, rows, one
+//! u32 per column: 1 sent, 0 left out, padded to 64 bytes), then the IPC messages of a batch of
+//! the sent columns. The receiver puts a stand-in of the declared type (nulls, or zeros if the
+//! column is not nullable) in place of each column left out, so the transform still sees the
+//! whole schema, and columns it passes through still go back as references to the host's real
+//! columns. A plugin must therefore list every input column it reads or replaces; the host
+//! refuses output that computes a column it left out.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -332,7 +333,7 @@ impl BatchEncoder {
 /// What stands in for a column left out of a projected frame: all nulls if the field is nullable;
 /// otherwise zeros (empty strings, `false`) for flat types; `None` for the other types, which are
 /// never left out.
-pub fn placeholder(field: &Field, rows: usize) -> Option<ArrayRef> {
+pub fn stand_in(field: &Field, rows: usize) -> Option<ArrayRef> {
     if field.is_nullable() {
         return Some(arrow_array::new_null_array(field.data_type(), rows));
     }
@@ -376,7 +377,7 @@ pub struct ProjectingEncoder {
 
 impl ProjectingEncoder {
     /// An encoder for batches of `schema` sent to a plugin that reads only `reads`, or `None`
-    /// when no column can be left out (see [`placeholder`]; never with dictionaries).
+    /// when no column can be left out (see [`stand_in`]; never with dictionaries).
     pub fn new(schema: SchemaRef, reads: &[String]) -> Result<Option<Self>, ArrowError> {
         if has_dictionaries(&schema) {
             return Ok(None);
@@ -384,7 +385,7 @@ impl ProjectingEncoder {
         let sent: Vec<usize> = (0..schema.fields().len())
             .filter(|&i| {
                 let field = schema.field(i);
-                reads.iter().any(|r| r == field.name()) || placeholder(field, 0).is_none()
+                reads.iter().any(|r| r == field.name()) || stand_in(field, 0).is_none()
             })
             .collect();
         if sent.len() == schema.fields().len() {
@@ -441,7 +442,7 @@ impl ProjectingEncoder {
 
     /// Checks a plugin's answer (not a selection frame) to `input` (`None` for `finish`): an
     /// output column named like a column left out must be that input column, passed through;
-    /// anything else was computed from the placeholder.
+    /// anything else was computed from its stand-in.
     pub fn check_answer(
         &self,
         answer: &RecordBatch,
@@ -551,7 +552,7 @@ impl BatchDecoder {
     }
 
     /// Decodes one input payload: a plain one, or a projected input frame (see the module docs),
-    /// whose left-out columns get their stand-ins ([`placeholder`]).
+    /// whose left-out columns get their stand-ins ([`stand_in`]).
     pub fn decode_input(&mut self, payload: Buffer) -> Result<RecordBatch, ArrowError> {
         self.last_stand_ins.clear();
         if !payload.starts_with(&PROJECTED_MAGIC) {
@@ -579,7 +580,7 @@ impl BatchDecoder {
         for (i, (field, flag)) in self.schema.fields().iter().zip(&layout).enumerate() {
             match flag {
                 1 => sent.push(i),
-                0 if placeholder(field, 0).is_some() => {}
+                0 if stand_in(field, 0).is_some() => {}
                 _ => {
                     return Err(error(format!(
                         "column `{}` is marked {flag}, but it cannot be left out",
@@ -630,7 +631,7 @@ impl BatchDecoder {
             let stand_in = match self.stand_ins.get(&i) {
                 Some(stand_in) if stand_in.len() >= rows => stand_in,
                 _ => {
-                    let array = placeholder(field, rows.next_power_of_two())
+                    let array = stand_in(field, rows.next_power_of_two())
                         .ok_or_else(|| error(format!("no stand-in for `{}`", field.name())))?;
                     self.stand_ins
                         .entry(i)

@@ -147,7 +147,7 @@ mod tests {
     use super::*;
 
     /// Declares that it reads `a` only, and either passes rows through by a selection or (with
-    /// `copy`) copies them, which also copies the placeholder of `b`.
+    /// `copy`) copies them, which also copies the stand-in of `b`.
     struct ReadsA {
         schema: SchemaRef,
         copy: bool,
@@ -200,7 +200,7 @@ mod tests {
     }
 
     #[test]
-    fn undeclared_columns_cross_as_placeholders_and_may_only_pass_through() {
+    fn undeclared_columns_cross_as_stand_ins_and_may_only_pass_through() {
         let schema = arrow_schema::Schema::new(vec![
             arrow_schema::Field::new("a", arrow_schema::DataType::Int64, true),
             arrow_schema::Field::new("b", arrow_schema::DataType::Int64, true),

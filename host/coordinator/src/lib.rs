@@ -2,9 +2,9 @@
 //!
 //! [`Job`] takes a validated [`Pipeline`], and when awaited:
 //! 1. loads the plugins, plans the source scan (partition pruning, projection pushdown: the
-//!    columns the first step reads, per its `input_columns`, and those it passes through), and opens the whole plugin chain once on the source schema
-//!    to learn the output schema, so bad configs and missing partition columns fail before any
-//!    data is read;
+//!    columns the first step reads, per its `input_columns`, and those it passes through), and
+//!    opens the whole plugin chain once on the source schema to learn the output schema, so bad
+//!    configs and missing partition columns fail before any data is read;
 //! 2. runs the **task stage**: every scan task through the steps of `scope = "task"`, on up to
 //!    `parallelism` workers at once, retrying failed attempts that might succeed (never a
 //!    plugin's own rejection of its config or input);

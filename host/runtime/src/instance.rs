@@ -18,15 +18,13 @@ use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::SchemaRef;
 use wasmtime::component::Func;
 use wasmtime::{Store, Trap};
-
 use weir_sdk::ipc::{BatchDecoder, BatchEncoder, ProjectingEncoder, is_selection};
-
-use crate::imports::HostCallRefused;
 
 use crate::bindings::Plugin as Bindings;
 use crate::bindings::exports::weir::plugin::transform as wit;
 use crate::error::{Call, ErrorKind, PluginError};
 use crate::gather::{Gather, Payloads};
+use crate::imports::HostCallRefused;
 use crate::runtime::PluginInner;
 use crate::sandbox::HostState;
 use crate::{Limits, Metadata};
