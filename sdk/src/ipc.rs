@@ -103,6 +103,35 @@ fn has_dictionaries(schema: &Schema) -> bool {
     schema.fields().iter().any(|f| nested(f.data_type()))
 }
 
+/// The row count and the per-column words of a passthrough or projected frame's header (magic,
+/// column count, row count, one u32 per column), checked to have a word for every column of
+/// `schema` (`schema_name` in errors).
+fn column_frame_header(
+    payload: &[u8],
+    schema: &Schema,
+    schema_name: &str,
+    error: impl Fn(String) -> ArrowError,
+) -> Result<(usize, Vec<u32>), ArrowError> {
+    let word = |at: usize| {
+        payload
+            .get(at..at + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .ok_or_else(|| error("truncated header".into()))
+    };
+    let columns = word(8)? as usize;
+    if columns != schema.fields().len() {
+        return Err(error(format!(
+            "{columns} columns, but the {schema_name} has {}",
+            schema.fields().len()
+        )));
+    }
+    let rows = word(12)? as usize;
+    let layout = (0..columns)
+        .map(|c| word(16 + 4 * c))
+        .collect::<Result<Vec<u32>, _>>()?;
+    Ok((rows, layout))
+}
+
 /// The schema of the carried columns of a passthrough layout.
 fn carried_schema(schema: &Schema, layout: &[u32]) -> Schema {
     let fields: Vec<Arc<Field>> = schema
@@ -559,23 +588,8 @@ impl BatchDecoder {
             return self.decode_buffer(payload);
         }
         let error = |message: String| ArrowError::IpcError(format!("projected frame: {message}"));
-        let word = |at: usize| {
-            payload
-                .get(at..at + 4)
-                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .ok_or_else(|| error("truncated header".into()))
-        };
-        let columns = word(8)? as usize;
-        if columns != self.schema.fields().len() {
-            return Err(error(format!(
-                "{columns} columns, but the schema has {}",
-                self.schema.fields().len()
-            )));
-        }
-        let rows = word(12)? as usize;
-        let layout = (0..columns)
-            .map(|c| word(16 + 4 * c))
-            .collect::<Result<Vec<u32>, _>>()?;
+        let (rows, layout) = column_frame_header(&payload, &self.schema, "schema", error)?;
+        let columns = layout.len();
         let mut sent = Vec::with_capacity(columns);
         for (i, (field, flag)) in self.schema.fields().iter().zip(&layout).enumerate() {
             match flag {
@@ -725,29 +739,15 @@ impl BatchDecoder {
         if matches!(self.decoder, Decoder::Trusted(_)) || has_dictionaries(&self.schema) {
             return Err(error("not allowed in this stream".into()));
         }
-        let word = |at: usize| {
-            payload
-                .get(at..at + 4)
-                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .ok_or_else(|| error("truncated header".into()))
-        };
-        let columns = word(8)? as usize;
-        if columns != self.schema.fields().len() {
-            return Err(error(format!(
-                "{columns} columns, but the declared output schema has {}",
-                self.schema.fields().len()
-            )));
-        }
-        let rows = word(12)? as usize;
+        let (rows, layout) =
+            column_frame_header(&payload, &self.schema, "declared output schema", error)?;
+        let columns = layout.len();
         if rows != input.num_rows() {
             return Err(error(format!(
                 "{rows} rows repeat columns of an input batch of {} rows",
                 input.num_rows()
             )));
         }
-        let layout = (0..columns)
-            .map(|c| word(16 + 4 * c))
-            .collect::<Result<Vec<u32>, _>>()?;
         for (field, source) in self.schema.fields().iter().zip(&layout) {
             if *source == CARRIED {
                 continue;
