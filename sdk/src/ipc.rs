@@ -319,12 +319,7 @@ impl BatchEncoder {
 
     /// Encodes one batch. The batch's fields must equal the stream's schema.
     pub fn encode(&mut self, batch: &RecordBatch) -> Result<Vec<u8>, ArrowError> {
-        let pieces = self.encode_pieces(batch)?;
-        let mut payload = Vec::with_capacity(pieces.iter().map(|p| p.len()).sum());
-        for piece in &pieces {
-            payload.extend_from_slice(piece);
-        }
-        Ok(payload)
+        Ok(concat(&self.encode_pieces(batch)?))
     }
 
     /// Encodes one batch without copying its arrays: the payload is the concatenation of the
@@ -388,6 +383,15 @@ pub fn stand_in(field: &Field, rows: usize) -> Option<ArrayRef> {
         .build()
         .ok()?;
     Some(arrow_array::make_array(zeros))
+}
+
+/// The pieces of one payload, joined.
+fn concat(pieces: &[Buffer]) -> Vec<u8> {
+    let mut payload = Vec::with_capacity(pieces.iter().map(|p| p.len()).sum());
+    for piece in pieces {
+        payload.extend_from_slice(piece);
+    }
+    payload
 }
 
 /// Whether `payload` is a selection frame (its batch is the input's rows, filtered natively).
@@ -461,12 +465,7 @@ impl ProjectingEncoder {
 
     /// [`encode_pieces`](Self::encode_pieces) into one payload.
     pub fn encode(&mut self, batch: &RecordBatch) -> Result<Vec<u8>, ArrowError> {
-        let pieces = self.encode_pieces(batch)?;
-        let mut payload = Vec::with_capacity(pieces.iter().map(|p| p.len()).sum());
-        for piece in &pieces {
-            payload.extend_from_slice(piece);
-        }
-        Ok(payload)
+        Ok(concat(&self.encode_pieces(batch)?))
     }
 
     /// Checks a plugin's answer (not a selection frame) to `input` (`None` for `finish`): an
