@@ -10,6 +10,10 @@
 //! the same code the host runs ([`digest_into`]). Either way the digests are those of the reference
 //! algorithms, so where a plugin runs never changes its output.
 //!
+//! [`Hasher::digest_many_hex`] does the same but gets the digests as lowercase hex, cut to a given
+//! number of digits and concatenated: exactly the values buffer of a string column of hashes,
+//! which the plugin can wrap without formatting or copying anything.
+//!
 //! ```
 //! use weir_sdk::hash::{Algorithm, Hasher};
 //!
@@ -35,6 +39,9 @@ pub const MAX_MESSAGES_PER_CALL: usize = 65_536;
 /// Bytes of data in one host call at most, unless the call carries a single message (which is
 /// bounded by the plugin's memory). 64 MiB hash in well under a second.
 pub const MAX_BYTES_PER_CALL: usize = 64 << 20;
+
+/// Hex digits in a whole digest.
+pub const MAX_HEX_DIGITS: usize = 2 * DIGEST_BYTES;
 
 /// Bytes in a BLAKE3 key.
 pub const BLAKE3_KEY_BYTES: usize = 32;
@@ -108,8 +115,43 @@ impl Hasher {
         offsets: &[O],
         out: &mut Vec<u8>,
     ) -> Result<(), Error> {
+        self.calls(values, offsets, DIGEST_BYTES, out, |data, chunk, out| {
+            call_host(self.algorithm, &self.key, data, chunk, Encoding::Raw, out)
+        })
+    }
+
+    /// [`digest_many`](Self::digest_many), but appends each digest as its first `digits`
+    /// lowercase hex digits (1 to [`MAX_HEX_DIGITS`]): every message, null slots included, takes
+    /// exactly `digits` bytes of `out`, all ASCII.
+    ///
+    /// When `out` starts empty and the column fits one host call (at most
+    /// [`MAX_MESSAGES_PER_CALL`] values), `out` becomes the host's answer itself, with no copy.
+    pub fn digest_many_hex<O: Offset>(
+        &self,
+        values: &[u8],
+        offsets: &[O],
+        digits: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<(), Error> {
+        let encoding = Encoding::hex(digits).map_err(Error::internal)?;
+        self.calls(values, offsets, digits, out, |data, chunk, out| {
+            call_host(self.algorithm, &self.key, data, chunk, encoding, out)
+        })
+    }
+
+    /// Splits the messages into host calls within the per-call caps and makes them in order.
+    fn calls<O: Offset>(
+        &self,
+        values: &[u8],
+        offsets: &[O],
+        bytes_per_message: usize,
+        out: &mut Vec<u8>,
+        mut call: impl FnMut(&[u8], &[i32], &mut Vec<u8>),
+    ) -> Result<(), Error> {
         let messages = offsets.len().saturating_sub(1);
-        out.reserve(messages * DIGEST_BYTES);
+        if !out.is_empty() || messages > MAX_MESSAGES_PER_CALL {
+            out.reserve(messages * bytes_per_message);
+        }
         let mut start = 0;
         while start < messages {
             let first = offsets[start].as_usize();
@@ -130,10 +172,32 @@ impl Hasher {
             let chunk = O::as_i32(&offsets[start..=end])
                 .ok_or_else(|| Error::internal("hash: a message does not fit in 2 GiB"))?;
             check_call(self.algorithm, &self.key, data, &chunk).map_err(Error::internal)?;
-            call_host(self.algorithm, &self.key, data, &chunk, out);
+            call(data, &chunk, out);
             start = end;
         }
         Ok(())
+    }
+}
+
+/// How digests come back from the host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Encoding {
+    /// [`DIGEST_BYTES`] raw bytes each (`digest-many`).
+    Raw,
+    /// The first `n` lowercase hex digits each, `n` in 1..=[`MAX_HEX_DIGITS`]
+    /// (`digest-many-hex`).
+    Hex(u8),
+}
+
+impl Encoding {
+    /// `Hex(digits)`, or the rule `digits` breaks.
+    pub fn hex(digits: usize) -> Result<Self, String> {
+        match u8::try_from(digits) {
+            Ok(n) if (1..=MAX_HEX_DIGITS).contains(&digits) => Ok(Encoding::Hex(n)),
+            _ => Err(format!(
+                "{digits} hex digits asked for; a digest has 1 to {MAX_HEX_DIGITS}"
+            )),
+        }
     }
 }
 
@@ -190,34 +254,52 @@ pub fn check_call(
 }
 
 #[cfg(target_arch = "wasm32")]
-fn call_host(algorithm: Algorithm, key: &[u8], data: &[u8], offsets: &[i32], out: &mut Vec<u8>) {
+fn call_host(
+    algorithm: Algorithm,
+    key: &[u8],
+    data: &[u8],
+    offsets: &[i32],
+    encoding: Encoding,
+    out: &mut Vec<u8>,
+) {
     use crate::__private::bindings::weir::plugin::hash;
     let algorithm = match algorithm {
         Algorithm::Blake3Keyed => hash::Algorithm::Blake3Keyed,
         Algorithm::HmacSha256 => hash::Algorithm::HmacSha256,
         Algorithm::Sha256Prefixed => hash::Algorithm::Sha256Prefixed,
     };
-    let digests = hash::digest_many(algorithm, key, data, offsets);
+    let answer = match encoding {
+        Encoding::Raw => hash::digest_many(algorithm, key, data, offsets),
+        Encoding::Hex(digits) => hash::digest_many_hex(algorithm, key, data, offsets, digits),
+    };
     if out.is_empty() {
-        *out = digests;
+        *out = answer;
     } else {
-        out.extend_from_slice(&digests);
+        out.extend_from_slice(&answer);
     }
 }
 
 #[cfg(not(target_arch = "wasm32"))]
-fn call_host(algorithm: Algorithm, key: &[u8], data: &[u8], offsets: &[i32], out: &mut Vec<u8>) {
-    digest_into(algorithm, key, data, offsets, out);
+fn call_host(
+    algorithm: Algorithm,
+    key: &[u8],
+    data: &[u8],
+    offsets: &[i32],
+    encoding: Encoding,
+    out: &mut Vec<u8>,
+) {
+    digest_into(algorithm, key, data, offsets, encoding, out);
 }
 
-/// What the host runs for `weir:plugin/hash.digest-many`, once [`check_call`] has passed: appends
-/// the digest of every message to `out`.
+/// What the host runs for `weir:plugin/hash.digest-many` (`Encoding::Raw`) and `digest-many-hex`,
+/// once [`check_call`] has passed: appends the digest of every message to `out`.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn digest_into(
     algorithm: Algorithm,
     key: &[u8],
     data: &[u8],
     offsets: &[i32],
+    encoding: Encoding,
     out: &mut Vec<u8>,
 ) {
     use hmac::{Hmac, Mac};
@@ -228,14 +310,27 @@ pub fn digest_into(
     let messages = offsets
         .windows(2)
         .map(|w| &data[(w[0] - base) as usize..(w[1] - base) as usize]);
-    out.reserve(offsets.len().saturating_sub(1) * DIGEST_BYTES);
+    let width = match encoding {
+        Encoding::Raw => DIGEST_BYTES,
+        Encoding::Hex(digits) => usize::from(digits),
+    };
+    let start = out.len();
+    out.resize(start + offsets.len().saturating_sub(1) * width, 0);
+    let mut slots = out[start..].chunks_exact_mut(width);
+    let mut put = |digest: &[u8]| {
+        let Some(slot) = slots.next() else { return };
+        match encoding {
+            Encoding::Raw => slot.copy_from_slice(digest),
+            Encoding::Hex(_) => write_hex(digest, slot),
+        }
+    };
     match algorithm {
         Algorithm::Blake3Keyed => {
             let Ok(key) = <&[u8; BLAKE3_KEY_BYTES]>::try_from(key) else {
                 return;
             };
             for message in messages {
-                out.extend_from_slice(blake3::keyed_hash(key, message).as_bytes());
+                put(blake3::keyed_hash(key, message).as_bytes());
             }
         }
         Algorithm::HmacSha256 => {
@@ -246,7 +341,7 @@ pub fn digest_into(
             for message in messages {
                 let mut mac = prototype.clone();
                 mac.update(message);
-                out.extend_from_slice(&mac.finalize().into_bytes());
+                put(&mac.finalize().into_bytes());
             }
         }
         Algorithm::Sha256Prefixed => {
@@ -255,9 +350,25 @@ pub fn digest_into(
             for message in messages {
                 let mut hasher = prototype.clone();
                 hasher.update(message);
-                out.extend_from_slice(&hasher.finalize());
+                put(&hasher.finalize());
             }
         }
+    }
+}
+
+/// Writes the first `out.len()` (at most [`MAX_HEX_DIGITS`]) lowercase hex digits of `digest`.
+#[cfg(not(target_arch = "wasm32"))]
+fn write_hex(digest: &[u8], out: &mut [u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let digits = out.len();
+    debug_assert!(digest.len() == DIGEST_BYTES && (1..=MAX_HEX_DIGITS).contains(&digits));
+    let mut pairs = out.chunks_exact_mut(2);
+    for (pair, &byte) in (&mut pairs).zip(digest) {
+        pair[0] = DIGITS[usize::from(byte >> 4)];
+        pair[1] = DIGITS[usize::from(byte & 0x0f)];
+    }
+    if let [last] = pairs.into_remainder() {
+        *last = DIGITS[usize::from(digest[digits / 2] >> 4)];
     }
 }
 
@@ -315,6 +426,37 @@ mod tests {
         assert_eq!(out.len(), n * DIGEST_BYTES);
         let last = &out[(n - 1) * DIGEST_BYTES..];
         assert_eq!(last, Sha256::digest([b'k', (n - 1) as u8]).as_slice());
+    }
+
+    #[test]
+    fn hex_digests_are_the_raw_digests_in_hex() {
+        let hasher = Hasher::new(Algorithm::Blake3Keyed, &[3; 32]).unwrap();
+        let n = MAX_MESSAGES_PER_CALL + 5;
+        let values: Vec<u8> = (0..n).map(|i| (i % 251) as u8).collect();
+        let offsets: Vec<i32> = (0..=n as i32).collect();
+        let mut raw = Vec::new();
+        hasher.digest_many(&values, &offsets, &mut raw).unwrap();
+        for digits in [1, 7, 32, 63, MAX_HEX_DIGITS] {
+            let mut hex = Vec::new();
+            hasher
+                .digest_many_hex(&values, &offsets, digits, &mut hex)
+                .unwrap();
+            assert_eq!(hex.len(), n * digits, "{digits} digits");
+            for (i, digest) in raw.chunks(DIGEST_BYTES).enumerate() {
+                let expected: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+                assert_eq!(
+                    &hex[i * digits..(i + 1) * digits],
+                    &expected.as_bytes()[..digits],
+                    "message {i}, {digits} digits"
+                );
+            }
+        }
+        for digits in [0, MAX_HEX_DIGITS + 1, 300] {
+            let err = hasher
+                .digest_many_hex(&values, &offsets, digits, &mut Vec::new())
+                .unwrap_err();
+            assert!(err.to_string().contains("a digest has 1 to 64"), "{err}");
+        }
     }
 
     #[test]

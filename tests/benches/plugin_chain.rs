@@ -314,6 +314,26 @@ fn main() {
         cache_dir: Some(cache_dir.clone()),
         ..RuntimeConfig::default()
     };
+    if let Ok(only) = std::env::var("WEIR_BENCH_PROFILE") {
+        // For profiling one plugin's Wasm alone: `filter`, `mask` or `derive`, fed the output of
+        // the steps before it, run a hundred times.
+        let runtime = Runtime::new(config()).unwrap();
+        let mut batches = input;
+        for ((name, config), path) in [("filter", FILTER), ("mask", MASK), ("derive", DERIVE)]
+            .into_iter()
+            .zip(paths)
+        {
+            if name == only {
+                for _ in 0..100 {
+                    stage_wasm(&runtime, path, config, &batches);
+                }
+                return;
+            }
+            batches = stage_wasm(&runtime, path, config, &batches).1;
+        }
+        panic!("WEIR_BENCH_PROFILE={only}: expected filter, mask or derive");
+    }
+
     let compiling = Runtime::new(config()).unwrap();
     let started = Instant::now();
     for path in paths {

@@ -232,18 +232,23 @@ mod expectations {
     }
 
     pub fn hash_abuse(path: &str) {
-        for (abuse, expected) in [
-            ("offsets", "offsets decrease at message 1 (2 then 1)"),
-            ("key", "the blake3-keyed key must be 32 bytes, got 5"),
+        const RAW: &str = "weir:plugin/hash.digest-many";
+        const HEX: &str = "weir:plugin/hash.digest-many-hex";
+        for (abuse, called, expected) in [
+            ("offsets", RAW, "offsets decrease at message 1 (2 then 1)"),
+            ("key", RAW, "the blake3-keyed key must be 32 bytes, got 5"),
             (
                 "messages",
+                RAW,
                 "65537 messages in one call, over the limit of 65536",
             ),
+            ("digits-0", HEX, "0 hex digits asked for"),
+            ("digits-65", HEX, "65 hex digits asked for"),
         ] {
             let config = format!(r#"{{"abuse": "{abuse}"}}"#);
             let error = expect_failure("guest-hash-abuse", path, &config);
             assert!(
-                matches!(&error.kind, ErrorKind::HostCall { function, .. } if *function == "weir:plugin/hash.digest-many"),
+                matches!(&error.kind, ErrorKind::HostCall { function, .. } if *function == called),
                 "{abuse}: {error}"
             );
             assert!(error.to_string().contains(expected), "{abuse}: {error}");

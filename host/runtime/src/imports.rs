@@ -10,7 +10,7 @@
 use std::fmt;
 
 use wasmtime::component::{HasSelf, Linker};
-use weir_sdk::hash::{self, Algorithm};
+use weir_sdk::hash::{self, Algorithm, Encoding};
 
 use crate::bindings::weir::plugin::hash as wit;
 use crate::sandbox::HostState;
@@ -43,17 +43,52 @@ impl wit::Host for HostState {
         data: Vec<u8>,
         offsets: Vec<i32>,
     ) -> wasmtime::Result<Vec<u8>> {
-        let algorithm = match algorithm {
-            wit::Algorithm::Blake3Keyed => Algorithm::Blake3Keyed,
-            wit::Algorithm::HmacSha256 => Algorithm::HmacSha256,
-            wit::Algorithm::Sha256Prefixed => Algorithm::Sha256Prefixed,
-        };
-        hash::check_call(algorithm, &key, &data, &offsets).map_err(|rule| HostCallRefused {
-            function: "weir:plugin/hash.digest-many",
-            rule,
-        })?;
-        let mut digests = Vec::new();
-        hash::digest_into(algorithm, &key, &data, &offsets, &mut digests);
-        Ok(digests)
+        digest(
+            "weir:plugin/hash.digest-many",
+            algorithm,
+            &key,
+            &data,
+            &offsets,
+            Ok(Encoding::Raw),
+        )
     }
+
+    fn digest_many_hex(
+        &mut self,
+        algorithm: wit::Algorithm,
+        key: Vec<u8>,
+        data: Vec<u8>,
+        offsets: Vec<i32>,
+        digits: u8,
+    ) -> wasmtime::Result<Vec<u8>> {
+        digest(
+            "weir:plugin/hash.digest-many-hex",
+            algorithm,
+            &key,
+            &data,
+            &offsets,
+            Encoding::hex(usize::from(digits)),
+        )
+    }
+}
+
+fn digest(
+    function: &'static str,
+    algorithm: wit::Algorithm,
+    key: &[u8],
+    data: &[u8],
+    offsets: &[i32],
+    encoding: Result<Encoding, String>,
+) -> wasmtime::Result<Vec<u8>> {
+    let algorithm = match algorithm {
+        wit::Algorithm::Blake3Keyed => Algorithm::Blake3Keyed,
+        wit::Algorithm::HmacSha256 => Algorithm::HmacSha256,
+        wit::Algorithm::Sha256Prefixed => Algorithm::Sha256Prefixed,
+    };
+    let refused = |rule| HostCallRefused { function, rule };
+    let encoding = encoding.map_err(refused)?;
+    hash::check_call(algorithm, key, data, offsets).map_err(refused)?;
+    let mut digests = Vec::new();
+    hash::digest_into(algorithm, key, data, offsets, encoding, &mut digests);
+    Ok(digests)
 }

@@ -46,6 +46,9 @@ mod bindings {
     wasmtime::component::bindgen!({
         path: "../../wit",
         world: "plugin",
-        imports: { "weir:plugin/hash.digest-many": trappable },
+        imports: {
+            "weir:plugin/hash.digest-many": trappable,
+            "weir:plugin/hash.digest-many-hex": trappable,
+        },
     });
 }

@@ -59,7 +59,7 @@ use arrow::array::{
     Array, ArrayRef, AsArray, GenericStringArray, GenericStringBuilder, OffsetSizeTrait,
     StringViewBuilder,
 };
-use arrow::buffer::{Buffer, OffsetBuffer, ScalarBuffer};
+use arrow::buffer::{Buffer, OffsetBuffer};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use schemars::JsonSchema;
@@ -140,24 +140,6 @@ pub fn hasher(algorithm: Algorithm, key: &str) -> Result<Hasher, Error> {
     }
 }
 
-/// Appends the first `hex_chars` lowercase hex digits of `digest` to `out`.
-#[inline]
-fn push_hex(digest: &[u8], hex_chars: usize, out: &mut Vec<u8>) {
-    // Arithmetic rather than a table lookup, so the loop vectorises (also in Wasm, where a
-    // lookup is a load from linear memory per digit).
-    fn digit(nibble: u8) -> u8 {
-        // 0..=9 → '0'..='9'; 10..=15 → 'a'..='f' (`(nibble + 6) >> 4` is 1 exactly there).
-        nibble + b'0' + ((nibble + 6) >> 4) * (b'a' - b'0' - 10)
-    }
-    debug_assert!(digest.len() == hash::DIGEST_BYTES && (1..=64).contains(&hex_chars));
-    let mut hex = [0u8; 2 * hash::DIGEST_BYTES];
-    for (pair, &byte) in hex.chunks_exact_mut(2).zip(digest) {
-        pair[0] = digit(byte >> 4);
-        pair[1] = digit(byte & 0x0f);
-    }
-    out.extend_from_slice(&hex[..hex_chars]);
-}
-
 /// What to do with one column.
 enum Rule {
     Hash,
@@ -175,8 +157,6 @@ struct Plan {
 pub struct Mask {
     plans: Vec<Plan>,
     hasher: Option<Hasher>,
-    /// Scratch for a column's digests, kept across batches.
-    digests: Vec<u8>,
     hash_length: usize,
     schema: SchemaRef,
 }
@@ -273,7 +253,6 @@ impl Transform for Mask {
         Ok(Mask {
             plans,
             hasher,
-            digests: Vec::new(),
             hash_length: config.hash_length,
             schema,
         })
@@ -293,7 +272,7 @@ impl Transform for Mask {
                         .hasher
                         .as_ref()
                         .ok_or_else(|| Error::internal("hash rule without a hasher"))?;
-                    hash_column(input, hasher, self.hash_length, &mut self.digests)?
+                    hash_column(input, hasher, self.hash_length)?
                 }
                 Rule::Redact(replacement) => {
                     map_values(input, &plan.name, replacement.len(), |_, out| {
@@ -389,57 +368,57 @@ fn map_values(
 /// Hashes every non-null value of a string or integer column into `hex_chars` hex digits.
 /// `Utf8` and `LargeUtf8` go to the host as they are; other types are first cast to `Utf8`
 /// (integers in decimal), and a `Utf8View` column gets its type back.
-fn hash_column(
-    input: &ArrayRef,
-    hasher: &Hasher,
-    hex_chars: usize,
-    digests: &mut Vec<u8>,
-) -> Result<ArrayRef, Error> {
+fn hash_column(input: &ArrayRef, hasher: &Hasher, hex_chars: usize) -> Result<ArrayRef, Error> {
     match input.data_type() {
-        DataType::Utf8 => hash_strings(input.as_string::<i32>(), hasher, hex_chars, digests),
-        DataType::LargeUtf8 => hash_strings(input.as_string::<i64>(), hasher, hex_chars, digests),
+        DataType::Utf8 => hash_strings(input.as_string::<i32>(), hasher, hex_chars),
+        DataType::LargeUtf8 => hash_strings(input.as_string::<i64>(), hasher, hex_chars),
         DataType::Utf8View => {
             let text = cast(input, &DataType::Utf8)?;
-            let hashed = hash_strings(text.as_string::<i32>(), hasher, hex_chars, digests)?;
+            let hashed = hash_strings(text.as_string::<i32>(), hasher, hex_chars)?;
             Ok(cast(&hashed, &DataType::Utf8View)?)
         }
         _ => {
             let text = cast(input, &DataType::Utf8)?;
-            hash_strings(text.as_string::<i32>(), hasher, hex_chars, digests)
+            hash_strings(text.as_string::<i32>(), hasher, hex_chars)
         }
     }
 }
 
-/// Hashes every non-null value of a `Utf8`/`LargeUtf8` column into `hex_chars` hex digits. Every
-/// value has the same length, so the digits go straight into one values buffer (no builder).
+/// Hashes every value of a `Utf8`/`LargeUtf8` column into `hex_chars` hex digits. The host
+/// returns the digits of every slot back to back, so its answer is the values buffer as it is:
+/// slot `i` is `values[i * hex_chars..(i + 1) * hex_chars]` (null slots keep their nulls and
+/// the digits of whatever bytes they held).
 fn hash_strings<O: Offset>(
     array: &GenericStringArray<O>,
     hasher: &Hasher,
     hex_chars: usize,
-    digests: &mut Vec<u8>,
 ) -> Result<ArrayRef, Error> {
-    debug_assert!((1..=64).contains(&hex_chars));
     let rows = array.len();
-    digests.clear();
-    hasher.digest_many(array.values(), array.value_offsets(), digests)?;
-    let mut values = Vec::with_capacity((rows - array.null_count()) * hex_chars);
-    let mut offsets = Vec::with_capacity(rows + 1);
-    offsets.push(O::usize_as(0));
-    for (i, digest) in digests.chunks_exact(hash::DIGEST_BYTES).enumerate() {
-        if array.is_valid(i) {
-            push_hex(digest, hex_chars, &mut values);
-        }
-        offsets.push(O::usize_as(values.len()));
-    }
-    if O::from_usize(values.len()).is_none() {
-        return Err(Error::internal("hashed column exceeds the offset range"));
-    }
-    let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets));
-    let hashed = GenericStringArray::<O>::try_new(
-        offsets,
-        Buffer::from_vec(values),
-        array.nulls().cloned(),
+    let mut values = Vec::new();
+    hasher.digest_many_hex(
+        array.values(),
+        array.value_offsets(),
+        hex_chars,
+        &mut values,
     )?;
+    if values.len() != rows * hex_chars || O::from_usize(values.len()).is_none() {
+        return Err(Error::internal(format!(
+            "{} bytes of hex digits for {rows} values of {hex_chars} digits, or over the offset range",
+            values.len()
+        )));
+    }
+    let offsets = (0..=rows).map(|i| O::usize_as(i * hex_chars)).collect();
+    // SAFETY: `offsets` rise evenly from 0 to the length of `values` (checked to fit `O` above),
+    // `values` are ASCII hex digits (what `digest_many_hex` returns), and the nulls come from an
+    // array of the same length. `try_new` would spend a UTF-8 pass over the digits proving it.
+    let hashed = unsafe {
+        GenericStringArray::<O>::new_unchecked(
+            OffsetBuffer::new_unchecked(offsets),
+            Buffer::from_vec(values),
+            array.nulls().cloned(),
+        )
+    };
+    debug_assert!(hashed.to_data().validate_full().is_ok());
     Ok(Arc::new(hashed))
 }
 

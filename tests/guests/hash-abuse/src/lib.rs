@@ -1,14 +1,15 @@
-//! Calls the host's `weir:plugin/hash.digest-many` against its rules, by the config's `abuse`:
+//! Calls the host's `weir:plugin/hash` functions against their rules, by the config's `abuse`:
 //! offsets that decrease (`"offsets"`), a BLAKE3 key of the wrong length (`"key"`), one message
-//! over the per-call cap (`"messages"`), or calls within the caps forever (`"loop"`), which the
-//! CPU deadline must still stop.
+//! over the per-call cap (`"messages"`), hex digests of no digits or more than a digest has
+//! (`"digits-0"`, `"digits-65"`), or calls within the caps forever (`"loop"`), which the CPU
+//! deadline must still stop.
 #![cfg(target_arch = "wasm32")]
 
 use std::sync::Mutex;
 
 use wit::{Error, PluginMetadata as Metadata};
 use wit_bindings::exports::weir::plugin::transform as wit;
-use wit_bindings::weir::plugin::hash::{Algorithm, digest_many};
+use wit_bindings::weir::plugin::hash::{Algorithm, digest_many, digest_many_hex};
 
 mod wit_bindings {
     wit_bindgen::generate!({ path: "../../../wit", world: "plugin" });
@@ -45,6 +46,8 @@ impl wit::Guest for Abuse {
         let digests = match abuse.as_str() {
             "offsets" => digest_many(Algorithm::HmacSha256, b"k", b"abc", &[0, 2, 1, 3]),
             "key" => digest_many(Algorithm::Blake3Keyed, b"short", b"abc", &[0, 3]),
+            "digits-0" => digest_many_hex(Algorithm::HmacSha256, b"k", b"abc", &[0, 3], 0),
+            "digits-65" => digest_many_hex(Algorithm::HmacSha256, b"k", b"abc", &[0, 3], 65),
             "messages" => {
                 let offsets: Vec<i32> = (0..=65_537).collect();
                 digest_many(Algorithm::Sha256Prefixed, b"k", &[7; 65_537], &offsets)
