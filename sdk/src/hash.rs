@@ -234,16 +234,20 @@ pub fn check_call(
             data.len()
         ));
     }
-    let mut previous = base;
-    for (i, &offset) in rest.iter().enumerate() {
-        if offset < previous {
-            return Err(format!(
-                "offsets decrease at message {i} ({previous} then {offset})"
-            ));
-        }
-        previous = offset;
+    // A fold without early exit vectorises (this runs on every call, in the plugin and the host);
+    // the position is looked for only when there is one.
+    let rising = offsets
+        .windows(2)
+        .fold(true, |rising, w| rising & (w[0] <= w[1]));
+    if !rising && let Some(i) = offsets.windows(2).position(|w| w[1] < w[0]) {
+        return Err(format!(
+            "offsets decrease at message {i} ({} then {})",
+            offsets[i],
+            offsets[i + 1]
+        ));
     }
-    let span = i64::from(previous) - i64::from(base);
+    let last = rest.last().copied().unwrap_or(base);
+    let span = i64::from(last) - i64::from(base);
     if span != data.len() as i64 {
         return Err(format!(
             "the offsets span {span} bytes but data has {}",

@@ -1109,7 +1109,10 @@ mod tests {
         let batch = answer(Arc::new(BinaryArray::from_iter_values(good)), false).unwrap();
         assert_eq!(batch.column(0).as_ref(), &StringArray::from(good.to_vec()));
         let batch = answer(Arc::new(LargeBinaryArray::from_iter_values(good)), true).unwrap();
-        assert_eq!(batch.column(0).as_ref(), &LargeStringArray::from(good.to_vec()));
+        assert_eq!(
+            batch.column(0).as_ref(),
+            &LargeStringArray::from(good.to_vec())
+        );
 
         let bad = |values: Vec<&[u8]>| {
             let small = answer(Arc::new(BinaryArray::from(values.clone())), false).unwrap_err();

@@ -316,8 +316,14 @@ fn main() {
     };
     if let Ok(only) = std::env::var("WEIR_BENCH_PROFILE") {
         // For profiling one plugin's Wasm alone: `filter`, `mask` or `derive`, fed the output of
-        // the steps before it, run a hundred times.
+        // the steps before it, run a hundred times; or the Wasm `chain`, ten times.
         let runtime = Runtime::new(config()).unwrap();
+        if only == "chain" {
+            for _ in 0..10 {
+                run_wasm(&runtime, paths, &input);
+            }
+            return;
+        }
         let mut batches = input;
         for ((name, config), path) in [("filter", FILTER), ("mask", MASK), ("derive", DERIVE)]
             .into_iter()
@@ -331,7 +337,7 @@ fn main() {
             }
             batches = stage_wasm(&runtime, path, config, &batches).1;
         }
-        panic!("WEIR_BENCH_PROFILE={only}: expected filter, mask or derive");
+        panic!("WEIR_BENCH_PROFILE={only}: expected filter, mask, derive or chain");
     }
 
     let compiling = Runtime::new(config()).unwrap();

@@ -7,17 +7,76 @@
 //! has a per-call cap that bounds its CPU time (see `weir_sdk::hash`); the time they take still
 //! counts against the batch and task CPU limits.
 
+use std::borrow::Cow;
 use std::fmt;
 
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::{Linker, WasmList};
 use weir_sdk::hash::{self, Algorithm, Encoding};
 
 use crate::bindings::weir::plugin::hash as wit;
 use crate::sandbox::HostState;
 
+/// The interface as components import it.
+const HASH_INTERFACE: &str = "weir:plugin/hash@0.1.0";
+
 /// Links the `weir:plugin` imports.
+///
+/// Written out rather than through the bindgen `Host` trait so that the byte lists are read in
+/// place in the plugin's memory ([`WasmList`]) instead of being copied into host vectors first.
 pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    wit::add_to_linker::<HostState, HasSelf<HostState>>(linker, |state| state)
+    type Args = (wit::Algorithm, WasmList<u8>, WasmList<u8>, WasmList<i32>);
+    type HexArgs = (
+        wit::Algorithm,
+        WasmList<u8>,
+        WasmList<u8>,
+        WasmList<i32>,
+        u8,
+    );
+    let mut hash = linker.instance(HASH_INTERFACE)?;
+    hash.func_wrap(
+        "digest-many",
+        |store, (algorithm, key, data, offsets): Args| {
+            let offsets = offsets_of(&offsets, &store);
+            digest(
+                "weir:plugin/hash.digest-many",
+                algorithm,
+                key.as_le_slice(&store),
+                data.as_le_slice(&store),
+                &offsets,
+                Ok(Encoding::Raw),
+            )
+            .map(|digests| (digests,))
+        },
+    )?;
+    hash.func_wrap(
+        "digest-many-hex",
+        |store, (algorithm, key, data, offsets, digits): HexArgs| {
+            let offsets = offsets_of(&offsets, &store);
+            digest(
+                "weir:plugin/hash.digest-many-hex",
+                algorithm,
+                key.as_le_slice(&store),
+                data.as_le_slice(&store),
+                &offsets,
+                Encoding::hex(usize::from(digits)),
+            )
+            .map(|digests| (digests,))
+        },
+    )?;
+    Ok(())
+}
+
+/// A `list<s32>` in the plugin's memory, read in place where the host is little-endian.
+fn offsets_of<'a>(
+    list: &WasmList<i32>,
+    store: &'a wasmtime::StoreContextMut<'_, HostState>,
+) -> Cow<'a, [i32]> {
+    let raw = list.as_le_slice(store);
+    if cfg!(target_endian = "little") {
+        Cow::Borrowed(raw)
+    } else {
+        Cow::Owned(raw.iter().map(|o| i32::from_le(*o)).collect())
+    }
 }
 
 /// A host call a plugin made against the rules; carried as the trap's error.
@@ -34,43 +93,6 @@ impl fmt::Display for HostCallRefused {
 }
 
 impl std::error::Error for HostCallRefused {}
-
-impl wit::Host for HostState {
-    fn digest_many(
-        &mut self,
-        algorithm: wit::Algorithm,
-        key: Vec<u8>,
-        data: Vec<u8>,
-        offsets: Vec<i32>,
-    ) -> wasmtime::Result<Vec<u8>> {
-        digest(
-            "weir:plugin/hash.digest-many",
-            algorithm,
-            &key,
-            &data,
-            &offsets,
-            Ok(Encoding::Raw),
-        )
-    }
-
-    fn digest_many_hex(
-        &mut self,
-        algorithm: wit::Algorithm,
-        key: Vec<u8>,
-        data: Vec<u8>,
-        offsets: Vec<i32>,
-        digits: u8,
-    ) -> wasmtime::Result<Vec<u8>> {
-        digest(
-            "weir:plugin/hash.digest-many-hex",
-            algorithm,
-            &key,
-            &data,
-            &offsets,
-            Encoding::hex(usize::from(digits)),
-        )
-    }
-}
 
 fn digest(
     function: &'static str,

@@ -46,9 +46,5 @@ mod bindings {
     wasmtime::component::bindgen!({
         path: "../../wit",
         world: "plugin",
-        imports: {
-            "weir:plugin/hash.digest-many": trappable,
-            "weir:plugin/hash.digest-many-hex": trappable,
-        },
     });
 }
