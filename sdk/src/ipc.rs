@@ -27,6 +27,12 @@
 //! whole schema, and columns it passes through still go back as references to the host's real
 //! columns. A plugin must therefore list every input column it reads or replaces; the host
 //! refuses output that computes a column it left out.
+//!
+//! **Validation.** [`BatchDecoder::new`] validates everything it decodes, as Arrow's validating
+//! reader does (offsets, UTF-8, null counts, nested children), so the host can decode what an
+//! untrusted plugin returns. Top-level string columns are read as binary and their UTF-8 checked
+//! in one pass over the values rather than per value; the rule is the same. Plugins decode the
+//! host's batches with [`BatchDecoder::new_trusted`], which skips the content checks.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -935,8 +941,6 @@ impl BatchDecoder {
     }
 }
 
-/// Decodes one payload (dictionary batches, then one record batch) without validating buffer
-/// contents. The framing, the flatbuffer metadata and buffer bounds are still checked.
 /// A validated `Binary`/`LargeBinary` array as `Utf8`/`LargeUtf8`, once its values are checked
 /// to be UTF-8 with every offset on a character boundary: the same rule as Arrow's, checked
 /// over the whole values span at once (all-ASCII text needs nothing more).
@@ -984,6 +988,8 @@ fn binary_as_utf8(array: &ArrayRef) -> Result<ArrayRef, String> {
     Ok(arrow_array::make_array(unsafe { data.build_unchecked() }))
 }
 
+/// Decodes one payload (dictionary batches, then one record batch) without validating buffer
+/// contents. The framing, the flatbuffer metadata and buffer bounds are still checked.
 fn decode_trusted(
     payload: Buffer,
     schema: &SchemaRef,

@@ -446,7 +446,7 @@ fn date_of(source: &ArrayRef, per_day: i64, step: &Step) -> Result<ArrayRef, Err
 /// `v.div_euclid(divisor)` for a `divisor` of at least 2^11, with `reciprocal = 1.0 / divisor`.
 ///
 /// Wasm has only a trapping 64-bit division, which Cranelift guards on every call; a float
-/// estimate and one exact correction is several times faster there (and no slower natively).
+/// estimate and one exact correction is several times faster there.
 /// The estimate is within one of the quotient: its relative error is a few ulps, and the
 /// quotient's magnitude is below 2^63 / 2^11 = 2^52. The remainder against it is then in
 /// `-divisor..2 * divisor`, so the wrapping arithmetic computes it exactly.
