@@ -59,7 +59,7 @@ use arrow::array::{
     Array, ArrayRef, AsArray, GenericStringArray, GenericStringBuilder, OffsetSizeTrait,
     StringViewBuilder,
 };
-use arrow::buffer::{Buffer, OffsetBuffer};
+use arrow::buffer::{Buffer, NullBuffer, OffsetBuffer};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use schemars::JsonSchema;
@@ -274,11 +274,7 @@ impl Transform for Mask {
                         .ok_or_else(|| Error::internal("hash rule without a hasher"))?;
                     hash_column(input, hasher, self.hash_length)?
                 }
-                Rule::Redact(replacement) => {
-                    map_values(input, &plan.name, replacement.len(), |_, out| {
-                        out.push_str(replacement)
-                    })?
-                }
+                Rule::Redact(replacement) => redact(input, &plan.name, replacement)?,
                 Rule::Truncate(keep) => {
                     let keep = *keep;
                     map_values(input, &plan.name, keep, |value, out| {
@@ -363,6 +359,47 @@ fn map_values(
             )));
         }
     })
+}
+
+/// `replacement` in every slot of a string column, nulls kept. `Utf8` and `LargeUtf8` values are
+/// the replacement repeated, built in a few doubling copies rather than one append per row.
+fn redact(array: &ArrayRef, column: &str, replacement: &str) -> Result<ArrayRef, Error> {
+    fn repeated<O: Offset>(
+        replacement: &str,
+        rows: usize,
+        nulls: Option<NullBuffer>,
+        column: &str,
+    ) -> Result<ArrayRef, Error> {
+        let width = replacement.len();
+        if rows.checked_mul(width).and_then(O::from_usize).is_none() {
+            return Err(Error::internal(format!(
+                "column {column:?}: {rows} copies of the {width}-byte replacement exceed the \
+                 offset range of its type"
+            )));
+        }
+        let offsets = (0..=rows).map(|i| O::usize_as(i * width)).collect();
+        let values = Buffer::from_vec(replacement.as_bytes().repeat(rows));
+        // SAFETY: the values are `rows` copies of a `str` and the offsets rise evenly from 0 to
+        // their end (checked to fit `O` above), so each slot is that `str`; the nulls come from
+        // an array of `rows` slots.
+        let array = unsafe {
+            GenericStringArray::<O>::new_unchecked(
+                OffsetBuffer::new_unchecked(offsets),
+                values,
+                nulls,
+            )
+        };
+        debug_assert!(array.to_data().validate_full().is_ok());
+        Ok(Arc::new(array))
+    }
+    let (rows, nulls) = (array.len(), array.nulls().cloned());
+    match array.data_type() {
+        DataType::Utf8 => repeated::<i32>(replacement, rows, nulls, column),
+        DataType::LargeUtf8 => repeated::<i64>(replacement, rows, nulls, column),
+        _ => map_values(array, column, replacement.len(), |_, out| {
+            out.push_str(replacement)
+        }),
+    }
 }
 
 /// Hashes every non-null value of a string or integer column into `hex_chars` hex digits.

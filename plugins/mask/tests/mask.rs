@@ -485,3 +485,28 @@ fn null_count_is_preserved() {
         assert_eq!(column.null_count(), users().column(i).null_count());
     }
 }
+
+#[test]
+fn redact_keeps_nulls_in_every_string_type() {
+    let batch = RecordBatch::try_from_iter([
+        (
+            "large",
+            Arc::new(LargeStringArray::from(vec![Some("a"), None, Some("")])) as ArrayRef,
+        ),
+        (
+            "sliced",
+            Arc::new(StringArray::from(vec![Some("x"), Some("y"), None, Some("z")]).slice(1, 3)),
+        ),
+    ])
+    .unwrap();
+    let config = r#"{"columns": {"large": {"method": "redact", "replacement": "‽‽"},
+        "sliced": {"method": "redact", "replacement": "‽‽"}}}"#;
+    let out = run::<Mask>(config, &[batch]).unwrap();
+    let large = out[0].column(0).as_string::<i64>();
+    let expected = vec![Some("‽‽"), None, Some("‽‽")];
+    assert_eq!(large.iter().collect::<Vec<_>>(), expected);
+    assert_eq!(
+        strings(&out[0], "sliced"),
+        vec![Some("‽‽".into()), None, Some("‽‽".into())]
+    );
+}
