@@ -257,12 +257,22 @@ impl PluginInstance {
         let mut violation = None;
         for (i, payload) in payloads.into_iter().enumerate() {
             let selection = is_selection(&payload);
-            let answer = output.decode_answer(payload, input).and_then(|batch| {
-                if let (Some(projection), false) = (projection.as_ref(), selection) {
-                    projection.check_answer(&batch, input)?;
-                }
-                Ok(batch)
-            });
+            let answer = output
+                .decode_answer(payload, input)
+                .map_err(|e| {
+                    format!(
+                        "output batch {i} does not match the declared output schema or is \
+                         malformed IPC: {e}"
+                    )
+                })
+                .and_then(|batch| {
+                    if let (Some(projection), false) = (projection.as_ref(), selection) {
+                        projection
+                            .check_answer(&batch, input)
+                            .map_err(|e| format!("output batch {i}: {e}"))?;
+                    }
+                    Ok(batch)
+                });
             match answer {
                 Ok(batch) => {
                     rows += batch.num_rows() as u64;
@@ -278,10 +288,8 @@ impl PluginInstance {
                         break;
                     }
                 }
-                Err(e) => {
-                    violation = Some(ErrorKind::InvalidOutput(format!(
-                        "output batch {i} does not match the declared output schema or is malformed IPC: {e}"
-                    )));
+                Err(message) => {
+                    violation = Some(ErrorKind::InvalidOutput(message));
                     break;
                 }
             }
