@@ -396,21 +396,71 @@ fn values_size_hint(values: &PartitionValues) -> usize {
 
 /// Writes one `add` line body, field for field what serde writes.
 pub(crate) fn write_add(out: &mut Vec<u8>, add: &Add) {
+    write_add_line(
+        out,
+        &AddLine {
+            path: &add.path,
+            partition_values: &add.partition_values,
+            size: add.size,
+            modification_time: add.modification_time,
+            data_change: add.data_change,
+            stats: match &add.stats {
+                Some(stats) => Stats::Json(stats),
+                None => Stats::None,
+            },
+            tags: add.tags.as_ref(),
+        },
+    );
+}
+
+/// The `stats` of an `add` line.
+pub(crate) enum Stats<'a> {
+    None,
+    /// The stats JSON as given.
+    Json(&'a str),
+    /// `{"numRecords":n}`.
+    NumRecords(i64),
+}
+
+/// The fields of an `add` line, borrowed from wherever they are (a committer writes lines
+/// before it has built its [`Add`]s).
+pub(crate) struct AddLine<'a> {
+    pub path: &'a str,
+    pub partition_values: &'a PartitionValues,
+    pub size: i64,
+    pub modification_time: i64,
+    pub data_change: bool,
+    pub stats: Stats<'a>,
+    pub tags: Option<&'a BTreeMap<String, Option<String>>>,
+}
+
+/// Writes one `add` line body from its fields, exactly as [`write_add`] writes the [`Add`]
+/// with those fields.
+pub(crate) fn write_add_line(out: &mut Vec<u8>, add: &AddLine<'_>) {
     out.extend_from_slice(b"{\"add\":{\"path\":\"");
-    write_encoded_path(out, &add.path);
+    write_encoded_path(out, add.path);
     out.extend_from_slice(b"\",\"partitionValues\":");
-    write_string_map(out, &add.partition_values);
+    write_string_map(out, add.partition_values);
     out.extend_from_slice(b",\"size\":");
     write_int(out, add.size);
     out.extend_from_slice(b",\"modificationTime\":");
     write_int(out, add.modification_time);
     out.extend_from_slice(b",\"dataChange\":");
     write_bool(out, add.data_change);
-    if let Some(stats) = &add.stats {
-        out.extend_from_slice(b",\"stats\":");
-        write_str(out, stats);
+    match add.stats {
+        Stats::None => {}
+        Stats::Json(stats) => {
+            out.extend_from_slice(b",\"stats\":");
+            write_str(out, stats);
+        }
+        Stats::NumRecords(n) => {
+            // The JSON string of `{"numRecords":n}` (digits and '-' need no escaping).
+            out.extend_from_slice(b",\"stats\":\"{\\\"numRecords\\\":");
+            write_int(out, n);
+            out.extend_from_slice(b"}\"");
+        }
     }
-    if let Some(tags) = &add.tags {
+    if let Some(tags) = add.tags {
         out.extend_from_slice(b",\"tags\":");
         write_string_map(out, tags);
     }

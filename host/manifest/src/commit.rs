@@ -12,9 +12,12 @@ use std::future::IntoFuture;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures::StreamExt;
 use weir_store::object_store::PutPayload;
 
-use crate::actions::{self, Action, Add, CommitInfo, Metadata, PartitionValues, Remove, Txn};
+use crate::actions::{
+    self, Action, Add, CommitInfo, Metadata, PartitionValues, Remove, SharedPartitionValues, Txn,
+};
 use crate::error::{Error, Result, fmt_millis};
 use crate::lease::{Lease, latest_lease};
 use crate::partition::{display_partition, partition_path};
@@ -188,18 +191,12 @@ impl<'a> CommitBuilder<'a> {
 
     async fn run(mut self) -> Result<CommitOutcome> {
         let now = now_ms();
-        // The adds are built once (moving each file's strings), serialised once, in the
-        // background while the attempt checks the table, and finally moved into the cached
-        // snapshot. Their log lines do not depend on the table state; only the few lines
-        // before them (commitInfo, txn, removes) are rebuilt per attempt.
-        let files = std::mem::take(&mut self.files);
-        let mut adds = Vec::with_capacity(files.len());
-        for file in files {
-            validate_path(&file.path)?;
-            adds.push(into_add(file, now));
-        }
-        let partitions = self.distinct_partitions(&adds);
-        let mut prepared = PreparedAdds::start(adds);
+        // The adds are checked, built once (moving each file's strings) and serialised once,
+        // in the background while the attempt reads the log; then put in the path table the
+        // cached snapshot takes, while the PUT is in flight. Their log lines do not depend on
+        // the table state; only the few lines before them (commitInfo, txn, removes) are
+        // rebuilt per attempt.
+        let mut prepared = PreparedAdds::start(std::mem::take(&mut self.files), now);
         let table = self.table;
         let store = table.store();
         let url = table.url();
@@ -209,6 +206,7 @@ impl<'a> CommitBuilder<'a> {
             .map(|(id, _)| id.clone())
             .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
         ensure_conditional_writes(store).await?;
+        let mut partitions = None;
         let mut checked_up_to = self.read_version;
         let mut attempt = 0;
         loop {
@@ -220,6 +218,10 @@ impl<'a> CommitBuilder<'a> {
                 });
             }
             let snapshot = table.refresh().await?;
+            let partitions = match &mut partitions {
+                Some(partitions) => &*partitions,
+                None => partitions.insert(self.distinct_partitions(prepared.partitions().await?)),
+            };
             // Conflicts with (and duplicates among) versions committed since our read version.
             for version in checked_up_to + 1..=snapshot.version() {
                 let Some(actions) = snapshot::read_version(store, version).await? else {
@@ -233,7 +235,7 @@ impl<'a> CommitBuilder<'a> {
                     let added = prepared.len();
                     return Ok(self.outcome(version, txn_id, attempt, false, (added, 0)));
                 }
-                self.check_conflict(&snapshot, version, &actions, &url, &partitions)?;
+                self.check_conflict(&snapshot, version, &actions, &url, partitions)?;
             }
             checked_up_to = snapshot.version();
             if let Some((job, run)) = &self.job
@@ -243,16 +245,16 @@ impl<'a> CommitBuilder<'a> {
                 return Ok(self.outcome(snapshot.version(), txn_id, attempt, true, (0, 0)));
             }
             let overwriting = match self.mode {
-                Mode::OverwritePartitions => Some(prepared.ready().await?.0),
+                Mode::OverwritePartitions => Some(prepared.table().await?),
                 Mode::Append => None,
             };
             let (actions, removed) = self
-                .build_actions(&snapshot, &txn_id, now, overwriting, &partitions)
+                .build_actions(&snapshot, &txn_id, now, overwriting, partitions)
                 .await?;
             let version = snapshot.version() + 1;
             drop(snapshot);
             let header = Bytes::from(actions::to_ndjson(&actions));
-            let bytes = PutPayload::from_iter([header, prepared.ready().await?.1.clone()]);
+            let bytes = PutPayload::from_iter([header, prepared.lines().await?.clone()]);
             failpoint::hit("before-log-put");
             let landed = match store.put_create(&commit_key(version), bytes).await {
                 Ok(_) => true,
@@ -274,7 +276,7 @@ impl<'a> CommitBuilder<'a> {
             }
             failpoint::hit("after-log-put");
             let added = prepared.len();
-            let adds = prepared.into_adds().await?;
+            let adds = prepared.into_table().await?;
             let snapshot = table.apply_own_commit(version, actions, adds)?;
             self.after_commit(&snapshot, version).await;
             return Ok(self.outcome(version, txn_id, attempt, false, (added, removed)));
@@ -316,18 +318,18 @@ impl<'a> CommitBuilder<'a> {
         }
     }
 
-    /// The distinct partition values this commit writes (added files plus explicit overwrites),
-    /// each with a file that has them (for messages). Few, however many files there are.
-    fn distinct_partitions(&self, adds: &[Add]) -> Vec<(PartitionValues, Option<String>)> {
-        let mut seen: hashbrown::HashSet<&PartitionValues> = hashbrown::HashSet::new();
-        let mut out = Vec::new();
-        for add in adds {
-            if seen.insert(&add.partition_values) {
-                out.push((add.partition_values.clone(), Some(add.path.clone())));
-            }
-        }
+    /// The distinct partition values this commit writes: those of its files (each with a file
+    /// that has them, for messages) plus explicit overwrites. Few, however many files there are.
+    fn distinct_partitions(
+        &self,
+        files: &[(PartitionValues, String)],
+    ) -> Vec<(PartitionValues, Option<String>)> {
+        let mut out: Vec<_> = files
+            .iter()
+            .map(|(values, path)| (values.clone(), Some(path.clone())))
+            .collect();
         for values in &self.overwrite {
-            if seen.insert(values) {
+            if !out.iter().any(|(seen, _)| seen == values) {
                 out.push((values.clone(), None));
             }
         }
@@ -524,9 +526,18 @@ impl<'a> CommitBuilder<'a> {
             .iter()
             .map(|(partition, lease)| (partition.to_string(), lease.epoch))
             .collect();
+        // The latest leases are looked up concurrently (a few at a time), checked in order.
+        let lookups: Vec<_> = touched
+            .iter()
+            .map(|partition| latest_lease(store, partition.as_str()))
+            .collect();
+        let mut latest_leases = futures::stream::iter(lookups).buffered(LEASE_LOOKUPS);
         for partition in touched {
             let held = held_leases.get(partition.as_str()).copied();
-            let latest = latest_lease(store, partition).await?;
+            let latest = latest_leases
+                .next()
+                .await
+                .expect("one lookup per touched partition")?;
             let Some(&Lease {
                 epoch,
                 holder: ref our_holder,
@@ -588,7 +599,7 @@ impl<'a> CommitBuilder<'a> {
 }
 
 /// The `add` action of a data file: written once, straight from the file's own strings.
-fn into_add(file: AddFile, now: i64) -> Add {
+fn into_add(file: AddFile, partition_values: SharedPartitionValues, now: i64) -> Add {
     let stats = file.stats.or_else(|| {
         let n = file.num_records?;
         let mut stats = String::with_capacity(32);
@@ -599,7 +610,7 @@ fn into_add(file: AddFile, now: i64) -> Add {
     });
     Add {
         path: file.path,
-        partition_values: file.partition_values.into(),
+        partition_values,
         size: file.size,
         modification_time: file.modification_time.unwrap_or(now),
         data_change: true,
@@ -608,91 +619,249 @@ fn into_add(file: AddFile, now: i64) -> Add {
     }
 }
 
-/// Commits with at least this many adds serialise them on a blocking thread.
+/// Lease lookups in flight at once when checking a commit's epochs.
+const LEASE_LOOKUPS: usize = 16;
+
+/// Commits with at least this many adds prepare them on a blocking thread.
 const BACKGROUND_ADDS: usize = 512;
 
-/// A commit's adds, in the table form the cached snapshot takes them in, and their log lines
-/// (`add` lines after the commit's other actions).
-enum PreparedAdds {
-    Pending(tokio::task::JoinHandle<(ByPath<Add>, Bytes)>, usize),
-    Ready(ByPath<Add>, Bytes, usize),
+/// The distinct partition values of a commit's files, each with a file that has them.
+type Partitions = Vec<(PartitionValues, String)>;
+
+/// Checks a commit's files and finds their distinct partition values. Returns the partitions
+/// (each with a file that has them), shared, and for each file the index of its partition;
+/// the error is an [`Error::Invalid`] message.
+fn check_files(
+    files: &[AddFile],
+) -> Result<(Partitions, Vec<SharedPartitionValues>, Vec<u32>), String> {
+    let mut index: hashbrown::HashMap<&PartitionValues, u32> = hashbrown::HashMap::new();
+    let mut partitions = Vec::new();
+    let mut shared = Vec::new();
+    let mut of_file = Vec::with_capacity(files.len());
+    for file in files {
+        validate_path(&file.path)?;
+        let next = partitions.len() as u32;
+        let i = *index.entry(&file.partition_values).or_insert_with(|| {
+            partitions.push((file.partition_values.clone(), file.path.clone()));
+            shared.push(SharedPartitionValues::from(file.partition_values.clone()));
+            next
+        });
+        of_file.push(i);
+    }
+    Ok((partitions, shared, of_file))
 }
 
-impl PreparedAdds {
-    /// Starts serialising `adds` and putting them in a table: in the background if there are
-    /// many, so it overlaps the attempt's reads of the log and the leases.
-    fn start(adds: Vec<Add>) -> Self {
-        let len = adds.len();
-        let prepare = move || {
-            let bytes = add_lines(&adds);
-            (ByPath::from_values(adds), bytes)
-        };
-        if len < BACKGROUND_ADDS {
-            let (adds, bytes) = prepare();
-            return Self::Ready(adds, bytes, len);
-        }
-        Self::Pending(tokio::task::spawn_blocking(prepare), len)
-    }
-
-    /// How many adds the commit has.
-    fn len(&self) -> usize {
-        match self {
-            Self::Pending(_, len) | Self::Ready(_, _, len) => *len,
-        }
-    }
-
-    /// The adds and their lines, waiting for the preparation if it is still running.
-    async fn ready(&mut self) -> Result<(&ByPath<Add>, &Bytes)> {
-        if let Self::Pending(task, len) = self {
-            let len = *len;
-            let (adds, bytes) = match task.await {
-                Ok(done) => done,
-                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                Err(e) => {
-                    return Err(Error::Invalid(format!(
-                        "serialising the commit's add actions was cancelled: {e}"
-                    )));
-                }
-            };
-            *self = Self::Ready(adds, bytes, len);
-        }
-        match self {
-            Self::Ready(adds, bytes, _) => Ok((adds, bytes)),
-            Self::Pending(..) => unreachable!("set to Ready above"),
-        }
-    }
-
-    async fn into_adds(mut self) -> Result<ByPath<Add>> {
-        self.ready().await?;
-        match self {
-            Self::Ready(adds, _, _) => Ok(adds),
-            Self::Pending(..) => unreachable!("ready() leaves it Ready"),
-        }
-    }
-}
-
-/// The `add` lines of a commit, written straight into one buffer.
-fn add_lines(adds: &[Add]) -> Bytes {
-    // Sized from the first add; the buffer grows if later ones are longer.
-    let per_add = adds.first().map_or(0, actions::add_size_hint);
-    let mut out = Vec::with_capacity(per_add * adds.len() * 9 / 8);
-    for add in adds {
-        actions::write_add(&mut out, add);
+/// The `add` lines of a commit's files, written straight from them into one buffer.
+fn add_lines(files: &[AddFile], now: i64) -> Bytes {
+    let mut out = Vec::with_capacity(
+        files.first().map_or(0, |f| line_size_hint(f, now)) * files.len() * 9 / 8,
+    );
+    for file in files {
+        actions::write_add_line(&mut out, &add_line(file, now));
         out.push(b'\n');
     }
     Bytes::from(out)
 }
 
-fn validate_path(path: &str) -> Result<()> {
+/// Roughly the bytes of a file's `add` line (sized from the first file; the buffer grows if
+/// later ones are longer).
+fn line_size_hint(file: &AddFile, now: i64) -> usize {
+    let mut one = Vec::with_capacity(256);
+    actions::write_add_line(&mut one, &add_line(file, now));
+    one.len() + 1
+}
+
+/// The fields of a file's `add` line: those of [`into_add`]'s [`Add`].
+fn add_line(file: &AddFile, now: i64) -> actions::AddLine<'_> {
+    actions::AddLine {
+        path: &file.path,
+        partition_values: &file.partition_values,
+        size: file.size,
+        modification_time: file.modification_time.unwrap_or(now),
+        data_change: true,
+        stats: match (&file.stats, file.num_records) {
+            (Some(stats), _) => actions::Stats::Json(stats),
+            (None, Some(n)) => actions::Stats::NumRecords(n),
+            (None, None) => actions::Stats::None,
+        },
+        tags: None,
+    }
+}
+
+/// The commit's adds by path (moving each file's strings), with the shared partition values;
+/// and the files' own partition values, left for the caller to drop (after it has handed the
+/// table on: freeing a map per file is not something a commit should wait for).
+fn add_table(
+    files: Vec<AddFile>,
+    shared: &[SharedPartitionValues],
+    of_file: &[u32],
+    now: i64,
+) -> (ByPath<Add>, Vec<PartitionValues>) {
+    let mut table = ByPath::default();
+    table.reserve(files.len());
+    let mut replaced = Vec::with_capacity(files.len());
+    for (mut file, &i) in files.into_iter().zip(of_file) {
+        replaced.push(std::mem::take(&mut file.partition_values));
+        table.insert(into_add(file, shared[i as usize].share(), now));
+    }
+    (table, replaced)
+}
+
+/// A step of the preparation that may still be running.
+enum Stage<T> {
+    Pending(tokio::sync::oneshot::Receiver<T>),
+    Ready(T),
+}
+
+/// A commit's adds, prepared once for all its attempts: checked (with their distinct
+/// partitions), their log lines (`add` lines after the commit's other actions), and the table
+/// form the cached snapshot takes them in. Large commits prepare on a blocking thread in that
+/// order, so an attempt waits for each only when it needs it: the partitions after reading the
+/// log, the lines when it is about to PUT, the table once the PUT is done (it is built while
+/// the PUT is in flight).
+struct PreparedAdds {
+    len: usize,
+    /// The preparation thread, if any (to pass on its panic).
+    task: Option<tokio::task::JoinHandle<()>>,
+    partitions: Stage<Result<Partitions, String>>,
+    lines: Stage<Bytes>,
+    table: Stage<ByPath<Add>>,
+}
+
+impl PreparedAdds {
+    /// Starts preparing `files` (in the background if there are many).
+    fn start(files: Vec<AddFile>, now: i64) -> Self {
+        let len = files.len();
+        if len < BACKGROUND_ADDS {
+            let (partitions, lines, table) = match check_files(&files) {
+                Ok((partitions, shared, of_file)) => {
+                    let lines = add_lines(&files, now);
+                    let (table, _) = add_table(files, &shared, &of_file, now);
+                    (Ok(partitions), lines, table)
+                }
+                Err(e) => (Err(e), Bytes::new(), ByPath::default()),
+            };
+            return Self {
+                len,
+                task: None,
+                partitions: Stage::Ready(partitions),
+                lines: Stage::Ready(lines),
+                table: Stage::Ready(table),
+            };
+        }
+        let (partitions_tx, partitions_rx) = tokio::sync::oneshot::channel();
+        let (lines_tx, lines_rx) = tokio::sync::oneshot::channel();
+        let (table_tx, table_rx) = tokio::sync::oneshot::channel();
+        // A commit that ends early (an error, a run already committed) drops the receivers and
+        // the thread's results with them.
+        let task = tokio::task::spawn_blocking(move || match check_files(&files) {
+            Ok((partitions, shared, of_file)) => {
+                let _ = partitions_tx.send(Ok(partitions));
+                let _ = lines_tx.send(add_lines(&files, now));
+                let (table, replaced) = add_table(files, &shared, &of_file, now);
+                let _ = table_tx.send(table);
+                drop(replaced);
+            }
+            Err(e) => {
+                let _ = partitions_tx.send(Err(e));
+            }
+        });
+        Self {
+            len,
+            task: Some(task),
+            partitions: Stage::Pending(partitions_rx),
+            lines: Stage::Pending(lines_rx),
+            table: Stage::Pending(table_rx),
+        }
+    }
+
+    /// How many adds the commit has.
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The distinct partition values of the files (each with a file that has them). Fails if
+    /// a file is invalid.
+    async fn partitions(&mut self) -> Result<&Partitions> {
+        if let Stage::Pending(rx) = &mut self.partitions {
+            let partitions = match rx.await {
+                Ok(partitions) => partitions,
+                Err(_) => Err(self.failed().await),
+            };
+            self.partitions = Stage::Ready(partitions);
+        }
+        match &self.partitions {
+            Stage::Ready(Ok(partitions)) => Ok(partitions),
+            Stage::Ready(Err(message)) => Err(Error::Invalid(message.clone())),
+            Stage::Pending(_) => unreachable!("set to Ready above"),
+        }
+    }
+
+    /// The files' `add` lines.
+    async fn lines(&mut self) -> Result<&Bytes> {
+        self.partitions().await?;
+        if let Stage::Pending(rx) = &mut self.lines {
+            let lines = match rx.await {
+                Ok(lines) => lines,
+                Err(_) => return Err(Error::Invalid(self.failed().await)),
+            };
+            self.lines = Stage::Ready(lines);
+        }
+        match &self.lines {
+            Stage::Ready(lines) => Ok(lines),
+            Stage::Pending(_) => unreachable!("set to Ready above"),
+        }
+    }
+
+    /// The adds by path.
+    async fn table(&mut self) -> Result<&ByPath<Add>> {
+        self.lines().await?;
+        if let Stage::Pending(rx) = &mut self.table {
+            let table = match rx.await {
+                Ok(table) => table,
+                Err(_) => return Err(Error::Invalid(self.failed().await)),
+            };
+            self.table = Stage::Ready(table);
+        }
+        match &self.table {
+            Stage::Ready(table) => Ok(table),
+            Stage::Pending(_) => unreachable!("set to Ready above"),
+        }
+    }
+
+    /// Why the preparation thread ended without a result; passes on its panic.
+    async fn failed(&mut self) -> String {
+        if let Some(task) = self.task.take()
+            && let Err(e) = task.await
+        {
+            if e.is_panic() {
+                std::panic::resume_unwind(e.into_panic());
+            }
+            return format!("preparing the commit's add actions was cancelled: {e}");
+        }
+        "preparing the commit's add actions ended without a result".into()
+    }
+
+    async fn into_table(mut self) -> Result<ByPath<Add>> {
+        self.table().await?;
+        match self.table {
+            Stage::Ready(table) => Ok(table),
+            Stage::Pending(_) => unreachable!("table() leaves it Ready"),
+        }
+    }
+}
+
+/// Checks a data file path; the error is the message of an [`Error::Invalid`].
+fn validate_path(path: &str) -> Result<(), String> {
     if path.is_empty() || path.starts_with('/') || path.contains("://") {
-        return Err(Error::Invalid(format!(
+        return Err(format!(
             "data file path {path:?} must be relative to the table root"
-        )));
+        ));
     }
     if path.starts_with("_delta_log/") || path.starts_with("_weir/") {
-        return Err(Error::Invalid(format!(
+        return Err(format!(
             "data file path {path:?} lies in a reserved directory"
-        )));
+        ));
     }
     Ok(())
 }
@@ -756,5 +925,53 @@ impl<'a> IntoFuture for CommitBuilder<'a> {
         std::pin::Pin<Box<dyn std::future::Future<Output = Result<CommitOutcome>> + Send + 'a>>;
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(self.run())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file's `add` line, written straight from the file, is the line of its [`Add`].
+    #[test]
+    fn add_lines_from_files_match_their_adds() {
+        let files = vec![
+            AddFile {
+                path: "dt=a b%2F/x é.parquet".into(),
+                size: 7,
+                partition_values: [("dt".to_string(), Some("a b/\"q".to_string()))].into(),
+                num_records: Some(-3),
+                ..Default::default()
+            },
+            AddFile {
+                path: "dt=n/y.parquet".into(),
+                size: 0,
+                partition_values: [("dt".to_string(), None)].into(),
+                num_records: Some(5),
+                stats: Some("{\"numRecords\":5,\"nullCount\":{\"s\":\"\\n\"}}".into()),
+                modification_time: Some(11),
+            },
+            AddFile {
+                path: "z.parquet".into(),
+                ..Default::default()
+            },
+        ];
+        let now = 1_700_000_000_000;
+        let (partitions, shared, of_file) = check_files(&files).unwrap();
+        assert_eq!(partitions.len(), 3);
+        let lines = add_lines(&files, now);
+        let (table, _) = add_table(files.clone(), &shared, &of_file, now);
+        let mut want = Vec::new();
+        for file in files {
+            let values = SharedPartitionValues::from(file.partition_values.clone());
+            let add = into_add(file, values, now);
+            assert_eq!(table.get(&add.path), Some(&add));
+            actions::write_add(&mut want, &add);
+            want.push(b'\n');
+        }
+        assert_eq!(
+            String::from_utf8(lines.to_vec()).unwrap(),
+            String::from_utf8(want).unwrap()
+        );
     }
 }

@@ -140,6 +140,7 @@ impl<T: Keyed> ByPath<T> {
     }
 
     /// A table of `values` (a later one replaces an earlier one with the same path).
+    #[cfg(test)]
     pub fn from_values(values: Vec<T>) -> Self {
         let mut out = Self::default();
         out.reserve(values.len());
