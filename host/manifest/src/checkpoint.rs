@@ -5,8 +5,11 @@
 //! The Parquet schema follows the Delta protocol so other engines (Spark, delta-rs) read it.
 //! Rows are built from the same serde actions as the JSON log (via arrow-json), so the two forms
 //! cannot drift apart.
+//!
+//! Reading decodes every action but `remove`: the tombstones are left in the Parquet (a
+//! [`LazyRemoves`] holding the file's bytes) until something needs them.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use arrow_array::RecordBatch;
 use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};
@@ -18,9 +21,11 @@ use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::file::properties::WriterProperties;
 use weir_store::Store;
 
-use crate::actions::{self, Action, ValuesInterner};
+use crate::actions::{self, Action, Remove, ValuesInterner};
 use crate::error::{Error, Result};
-use crate::snapshot::{LAST_CHECKPOINT, LastCheckpoint, LogReplay, Snapshot, checkpoint_key};
+use crate::snapshot::{
+    ByPath, LAST_CHECKPOINT, LastCheckpoint, LogReplay, Snapshot, checkpoint_key,
+};
 
 fn string_map() -> DataType {
     let entries = Field::new(
@@ -94,7 +99,7 @@ pub fn checkpoint_schema() -> SchemaRef {
 }
 
 /// The rows of a checkpoint for `snapshot`, in a stable order.
-fn checkpoint_actions(snapshot: &Snapshot) -> Vec<Action> {
+fn checkpoint_actions(snapshot: &Snapshot) -> Result<Vec<Action>> {
     let mut out = Vec::with_capacity(snapshot.file_count() + 2);
     out.push(Action::Protocol(snapshot.protocol().clone()));
     out.push(Action::MetaData(snapshot.metadata().clone()));
@@ -104,21 +109,21 @@ fn checkpoint_actions(snapshot: &Snapshot) -> Vec<Action> {
     let mut adds: Vec<_> = snapshot.files().cloned().collect();
     adds.sort_by(|a, b| a.path.cmp(&b.path));
     out.extend(adds.into_iter().map(Action::Add));
-    let mut removes: Vec<_> = snapshot.tombstones().cloned().collect();
+    let mut removes: Vec<_> = snapshot.tombstones()?.cloned().collect();
     removes.sort_by(|a, b| a.path.cmp(&b.path));
     out.extend(removes.into_iter().map(Action::Remove));
-    out
+    Ok(out)
 }
 
-/// Encodes the checkpoint Parquet file of `snapshot`.
-pub(crate) fn encode(snapshot: &Snapshot) -> Result<Bytes> {
+/// Encodes the checkpoint Parquet file of `snapshot`; returns it and its number of rows.
+pub(crate) fn encode(snapshot: &Snapshot) -> Result<(Bytes, usize)> {
     let failed = |reason: String| Error::CorruptLog {
         version: snapshot.version(),
         url: snapshot.url().to_string(),
         reason: format!("cannot encode checkpoint: {reason}"),
     };
     let schema = checkpoint_schema();
-    let actions = checkpoint_actions(snapshot);
+    let actions = checkpoint_actions(snapshot)?;
     // Several row groups, so a reader can decode them in parallel.
     let props = WriterProperties::builder()
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
@@ -138,14 +143,13 @@ pub(crate) fn encode(snapshot: &Snapshot) -> Result<Bytes> {
         }
     }
     let bytes = writer.into_inner().map_err(|e| failed(e.to_string()))?;
-    Ok(Bytes::from(bytes))
+    Ok((Bytes::from(bytes), actions.len()))
 }
 
 /// Writes the checkpoint of `snapshot` and points `_last_checkpoint` at it.
 pub(crate) async fn write(store: &Store, snapshot: &Snapshot) -> Result<()> {
-    let bytes = encode(snapshot)?;
-    let rows =
-        (snapshot.file_count() + snapshot.tombstone_count() + snapshot.txns().count() + 2) as i64;
+    let (bytes, rows) = encode(snapshot)?;
+    let rows = rows as i64;
     match store
         .put_create(&checkpoint_key(snapshot.version()), bytes)
         .await
@@ -175,7 +179,7 @@ pub(crate) async fn write(store: &Store, snapshot: &Snapshot) -> Result<()> {
 pub(crate) async fn read(store: &Store, version: i64) -> Result<LogReplay> {
     let key = checkpoint_key(version);
     let bytes = store.get(&key).await?;
-    decode(bytes).map_err(|reason| Error::CorruptLog {
+    decode(bytes, version).map_err(|reason| Error::CorruptLog {
         version,
         url: store.url_of(&key),
         reason,
@@ -185,7 +189,59 @@ pub(crate) async fn read(store: &Store, version: i64) -> Result<LogReplay> {
 /// Rows per checkpoint row group.
 const ROW_GROUP_ROWS: usize = 4096;
 
-pub(crate) fn decode(bytes: Bytes) -> Result<LogReplay, String> {
+/// The tombstones (`remove` rows) of a checkpoint, left in its Parquet until first needed.
+pub(crate) struct LazyRemoves {
+    version: i64,
+    bytes: Bytes,
+    metadata: ArrowReaderMetadata,
+    /// The row groups that hold `remove` rows.
+    groups: Vec<usize>,
+    decoded: OnceLock<Result<ByPath<Remove>, String>>,
+}
+
+impl LazyRemoves {
+    /// The checkpoint's version.
+    pub fn version(&self) -> i64 {
+        self.version
+    }
+
+    /// The tombstones, decoded on the first call.
+    pub fn removes(&self) -> Result<&ByPath<Remove>, String> {
+        self.decoded
+            .get_or_init(|| self.decode())
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    fn decode(&self) -> Result<ByPath<Remove>, String> {
+        let schema = self.metadata.metadata().file_metadata().schema_descr();
+        let root = (0..schema.root_schema().get_fields().len())
+            .find(|&root| schema.root_schema().get_fields()[root].name() == "remove")
+            .ok_or("the checkpoint has no remove column")?;
+        let mut replay = LogReplay::default();
+        let mut interner = ValuesInterner::default();
+        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(
+            self.bytes.clone(),
+            self.metadata.clone(),
+        )
+        .with_row_groups(self.groups.clone())
+        .with_projection(ProjectionMask::roots(schema, [root]))
+        .with_batch_size(ROW_GROUP_ROWS)
+        .build()
+        .map_err(|e| e.to_string())?;
+        for batch in reader {
+            apply_batch(
+                &batch.map_err(|e| e.to_string())?,
+                &mut replay,
+                &mut interner,
+            )?;
+        }
+        Ok(replay.tombstones.recent)
+    }
+}
+
+/// Decodes a checkpoint (at `version`) into a replay state, its tombstones left undecoded.
+pub(crate) fn decode(bytes: Bytes, version: i64) -> Result<LogReplay, String> {
     let metadata = ArrowReaderMetadata::load(&bytes, ArrowReaderOptions::default())
         .map_err(|e| e.to_string())?;
     let rows = usize::try_from(metadata.metadata().file_metadata().num_rows()).unwrap_or(0);
@@ -195,11 +251,20 @@ pub(crate) fn decode(bytes: Bytes) -> Result<LogReplay, String> {
     // Each row group is read with only the action columns that have a value in it (by the
     // column chunks' null counts): the few protocol/metaData/txn rows do not make every row
     // group decode those (wide, nested) columns, nor an append-only table its empty `remove`.
+    // `remove` itself is left for [`LazyRemoves`].
     // Decoded on this thread: on a loaded 2-core machine, decoding row groups on scoped threads
     // measured slower (thread start-up, cross-thread frees of every string) than doing it here.
     // Consecutive row groups that need the same columns share one reader.
+    let schema = metadata.metadata().file_metadata().schema_descr();
+    let remove_root = (0..schema.root_schema().get_fields().len())
+        .find(|&root| schema.root_schema().get_fields()[root].name() == "remove");
     let mut plan: Vec<(Vec<usize>, Vec<usize>)> = Vec::new();
-    for (group, roots) in row_group_roots(&metadata) {
+    let mut remove_groups = Vec::new();
+    for (group, mut roots) in row_group_roots(&metadata) {
+        if let Some(at) = roots.iter().position(|&root| Some(root) == remove_root) {
+            roots.remove(at);
+            remove_groups.push(group);
+        }
         match plan.last_mut() {
             Some((groups, same)) if *same == roots => groups.push(group),
             _ => plan.push((vec![group], roots)),
@@ -224,6 +289,15 @@ pub(crate) fn decode(bytes: Bytes) -> Result<LogReplay, String> {
                 &mut interner,
             )?;
         }
+    }
+    if !remove_groups.is_empty() {
+        replay.tombstones.checkpoint = Some(Arc::new(LazyRemoves {
+            version,
+            bytes,
+            metadata,
+            groups: remove_groups,
+            decoded: OnceLock::new(),
+        }));
     }
     Ok(replay)
 }
@@ -288,12 +362,12 @@ fn apply_batch(
         let column = batch.column(index);
         let fast = match name {
             "add" => fast::adds(column, interner, |add| {
-                replay.tombstones.remove(&add.path);
+                replay.tombstones.recent.remove(&add.path);
                 replay.files.insert(add);
             }),
             // In a checkpoint a remove is only a tombstone; it never hides an add.
             "remove" => fast::removes(column, interner, |remove| {
-                replay.tombstones.insert(remove);
+                replay.tombstones.recent.insert(remove);
             }),
             _ => None,
         };
@@ -330,7 +404,7 @@ fn apply_batch(
     for row in rows {
         match actions::parse_action(row)? {
             Some(Action::Remove(remove)) => {
-                replay.tombstones.insert(remove);
+                replay.tombstones.recent.insert(remove);
             }
             Some(action) => replay.apply(action),
             None => {}
@@ -544,7 +618,7 @@ mod tests {
             size: Some(2),
         }));
         let snapshot = replay.into_snapshot(4, "memory://x").unwrap();
-        let bytes = encode(&snapshot).unwrap();
+        let (bytes, _) = encode(&snapshot).unwrap();
         let reader = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
             .unwrap()
             .build()
@@ -563,7 +637,7 @@ mod tests {
             .unwrap();
             assert_eq!(out, 3);
         }
-        let decoded = decode(bytes)
+        let decoded = decode(bytes, 4)
             .unwrap()
             .into_snapshot(4, "memory://x")
             .unwrap();
@@ -573,11 +647,79 @@ mod tests {
         want.sort_by(|a, b| a.path.cmp(&b.path));
         assert_eq!(files, want);
         assert_eq!(
-            decoded.tombstones().cloned().collect::<Vec<_>>(),
-            snapshot.tombstones().cloned().collect::<Vec<_>>()
+            decoded.tombstones().unwrap().cloned().collect::<Vec<_>>(),
+            snapshot.tombstones().unwrap().cloned().collect::<Vec<_>>()
         );
         assert_eq!(decoded.metadata(), snapshot.metadata());
         assert_eq!(decoded.protocol(), snapshot.protocol());
+    }
+
+    /// A checkpoint's tombstones are left undecoded on load; once decoded, those whose path a
+    /// later version re-added or removed again give way to the later state.
+    #[test]
+    fn checkpoint_tombstones_are_decoded_lazily_and_give_way_to_later_versions() {
+        let remove = |path: &str, at: i64| Remove {
+            path: path.into(),
+            deletion_timestamp: Some(at),
+            data_change: true,
+            extended_file_metadata: None,
+            partition_values: None,
+            size: None,
+        };
+        let add = |path: &str| Add {
+            path: path.into(),
+            partition_values: Default::default(),
+            size: 1,
+            modification_time: 5,
+            data_change: true,
+            stats: None,
+            tags: None,
+        };
+        let mut replay = LogReplay::default();
+        replay.apply(Action::Protocol(Default::default()));
+        replay.apply(Action::MetaData(crate::actions::Metadata {
+            id: "t".into(),
+            name: None,
+            description: None,
+            format: Default::default(),
+            schema_string: crate::schema::TableSchema::parse_spec("id:long")
+                .unwrap()
+                .to_schema_string(),
+            partition_columns: vec![],
+            configuration: Default::default(),
+            created_time: None,
+        }));
+        replay.apply(Action::Add(add("live")));
+        for path in ["kept", "re-added", "removed-again"] {
+            replay.apply(Action::Remove(remove(path, 1)));
+        }
+        let (bytes, rows) = encode(&replay.into_snapshot(3, "memory://x").unwrap()).unwrap();
+        assert_eq!(rows, 6);
+        let loaded = decode(bytes, 3).unwrap();
+        let lazy = Arc::clone(loaded.tombstones.checkpoint.as_ref().unwrap());
+        assert!(lazy.decoded.get().is_none(), "decoded on load");
+        assert!(loaded.tombstones.recent.is_empty());
+        let mut snapshot = loaded.into_snapshot(3, "memory://x").unwrap();
+        snapshot
+            .apply_version(4, vec![Action::Add(add("re-added"))])
+            .unwrap();
+        snapshot
+            .apply_version(5, vec![Action::Remove(remove("removed-again", 2))])
+            .unwrap();
+        assert!(lazy.decoded.get().is_none(), "decoded by later versions");
+        let mut tombstones: Vec<_> = snapshot
+            .tombstones()
+            .unwrap()
+            .map(|r| (r.path.as_str(), r.deletion_timestamp))
+            .collect();
+        tombstones.sort();
+        assert_eq!(tombstones, [("kept", Some(1)), ("removed-again", Some(2))]);
+        assert!(lazy.decoded.get().is_some());
+        // Expiring copies the checkpoint's survivors out of the Parquet.
+        snapshot.expire_tombstones(2).unwrap();
+        assert!(snapshot.tombstones.checkpoint.is_none());
+        let left: Vec<_> = snapshot.tombstones().unwrap().map(|r| &r.path).collect();
+        assert_eq!(left, ["removed-again"]);
     }
 
     #[test]
@@ -625,7 +767,7 @@ mod tests {
             }));
         }
         let snapshot = replay.into_snapshot(9, "memory://x").unwrap();
-        let bytes = encode(&snapshot).unwrap();
+        let (bytes, _) = encode(&snapshot).unwrap();
         let metadata = ArrowReaderMetadata::load(&bytes, ArrowReaderOptions::default()).unwrap();
         let groups = metadata.metadata().num_row_groups();
         assert!(groups >= 3, "{groups} row groups");
@@ -640,7 +782,7 @@ mod tests {
         assert_eq!(names(&plan[0].1), ["txn", "add", "metaData", "protocol"]);
         assert_eq!(names(&plan[1].1), ["add"]);
         assert_eq!(names(&plan[groups - 1].1), ["add", "remove"]);
-        let decoded = decode(bytes)
+        let decoded = decode(bytes, 9)
             .unwrap()
             .into_snapshot(9, "memory://x")
             .unwrap();
@@ -651,9 +793,9 @@ mod tests {
         assert_eq!(decoded.app_version("job"), Some(3));
         assert_eq!(decoded.metadata(), snapshot.metadata());
         assert_eq!(decoded.protocol(), snapshot.protocol());
-        let mut tombstones: Vec<_> = decoded.tombstones().cloned().collect();
+        let mut tombstones: Vec<_> = decoded.tombstones().unwrap().cloned().collect();
         tombstones.sort_by(|a, b| a.path.cmp(&b.path));
-        let mut want: Vec<_> = snapshot.tombstones().cloned().collect();
+        let mut want: Vec<_> = snapshot.tombstones().unwrap().cloned().collect();
         want.sort_by(|a, b| a.path.cmp(&b.path));
         assert_eq!(tombstones, want);
         // Stats are kept; equal partition values are one shared map.

@@ -306,8 +306,11 @@ impl<'a> CommitBuilder<'a> {
         let store = self.table.store();
         if snapshot.version() == version && version % snapshot.checkpoint_interval() == 0 {
             let mut state = Snapshot::clone(snapshot);
-            state.expire_tombstones(now_ms() - TOMBSTONE_RETENTION_MS);
-            if let Err(e) = checkpoint::write(store, &state).await {
+            let written = match state.expire_tombstones(now_ms() - TOMBSTONE_RETENTION_MS) {
+                Ok(()) => checkpoint::write(store, &state).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = written {
                 tracing::warn!(version, error = %e, "checkpoint failed; the log is still complete");
             }
         }

@@ -4,10 +4,17 @@
 //! versions after it. Versions are contiguous (each commit is a create-only PUT of the next
 //! number), so later versions are found by reading forward until one is missing: the cost depends
 //! on the number of commits since the last checkpoint, not on the length of the log.
+//!
+//! The checkpoint's tombstones (`remove` rows) are not decoded on load: only checkpoint writers
+//! and [`Snapshot::tombstones`] need them, so they stay in the checkpoint's Parquet until then
+//! (decoded once, shared by the snapshot's clones). A tombstone there is superseded by a later
+//! `add` or `remove` of its path; since a path is never both a live file and a tombstone, that
+//! is: it is hidden if the path is a live file or has a newer tombstone.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::hash::BuildHasher;
+use std::sync::Arc;
 
 use futures::StreamExt;
 use hashbrown::hash_table::{Entry, HashTable};
@@ -157,13 +164,49 @@ impl<T: Keyed + fmt::Debug> fmt::Debug for ByPath<T> {
     }
 }
 
+/// Removed files still remembered: the checkpoint's (still in its Parquet, see the module docs)
+/// and those of later versions.
+#[derive(Clone, Default)]
+pub(crate) struct Tombstones {
+    /// The tombstones of the checkpoint the state was loaded from, if it has any. One of them
+    /// counts only if its path is neither a live file nor in `recent`.
+    pub checkpoint: Option<Arc<checkpoint::LazyRemoves>>,
+    /// Tombstones of later versions (and of a checkpoint decoded eagerly).
+    pub recent: ByPath<Remove>,
+}
+
+impl fmt::Debug for Tombstones {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tombstones")
+            .field("checkpoint", &self.checkpoint.as_ref().map(|c| c.version()))
+            .field("recent", &self.recent)
+            .finish()
+    }
+}
+
+impl Tombstones {
+    /// The checkpoint's tombstones, decoded (once) if there are any.
+    fn checkpoint(&self, url: &str) -> Result<Option<&ByPath<Remove>>> {
+        let Some(lazy) = &self.checkpoint else {
+            return Ok(None);
+        };
+        lazy.removes()
+            .map(Some)
+            .map_err(|reason| Error::CorruptLog {
+                version: lazy.version(),
+                url: format!("{url}/{}", checkpoint_key(lazy.version())),
+                reason,
+            })
+    }
+}
+
 /// Accumulates actions during replay. Later actions win.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct LogReplay {
     pub protocol: Option<Protocol>,
     pub metadata: Option<Metadata>,
     pub files: ByPath<Add>,
-    pub tombstones: ByPath<Remove>,
+    pub tombstones: Tombstones,
     pub txns: HashMap<String, Txn>,
 }
 
@@ -173,12 +216,12 @@ impl LogReplay {
             Action::Protocol(p) => self.protocol = Some(p),
             Action::MetaData(m) => self.metadata = Some(m),
             Action::Add(add) => {
-                self.tombstones.remove(&add.path);
+                self.tombstones.recent.remove(&add.path);
                 self.files.insert(add);
             }
             Action::Remove(remove) => {
                 self.files.remove(&remove.path);
-                self.tombstones.insert(remove);
+                self.tombstones.recent.insert(remove);
             }
             Action::Txn(txn) => {
                 self.txns.insert(txn.app_id.clone(), txn);
@@ -230,7 +273,7 @@ pub struct Snapshot {
     schema: TableSchema,
     ownership: Ownership,
     files: ByPath<Add>,
-    tombstones: ByPath<Remove>,
+    pub(crate) tombstones: Tombstones,
     txns: HashMap<String, Txn>,
 }
 
@@ -281,12 +324,18 @@ impl Snapshot {
     pub fn file(&self, path: &str) -> Option<&Add> {
         self.files.get(path)
     }
-    /// Removed files still remembered (tombstones), for checkpoints and vacuum.
-    pub fn tombstones(&self) -> impl Iterator<Item = &Remove> {
-        self.tombstones.iter()
-    }
-    pub(crate) fn tombstone_count(&self) -> usize {
-        self.tombstones.len()
+    /// Removed files still remembered (tombstones), for checkpoints and vacuum (in no
+    /// particular order). The first call decodes those of the checkpoint the snapshot was
+    /// loaded from, which fails if they are corrupt.
+    pub fn tombstones(&self) -> Result<impl Iterator<Item = &Remove>> {
+        let recent = &self.tombstones.recent;
+        let from_checkpoint = self
+            .tombstones
+            .checkpoint(&self.url)?
+            .into_iter()
+            .flat_map(ByPath::iter)
+            .filter(move |r| !self.files.contains(&r.path) && !recent.contains(&r.path));
+        Ok(from_checkpoint.chain(recent.iter()))
     }
     /// The last committed version of application `app_id` (Delta `txn`), e.g. a job's last run.
     pub fn app_version(&self, app_id: &str) -> Option<i64> {
@@ -349,12 +398,12 @@ impl Snapshot {
                     metadata_changed = true;
                 }
                 Action::Add(add) => {
-                    self.tombstones.remove(&add.path);
+                    self.tombstones.recent.remove(&add.path);
                     self.files.insert(add);
                 }
                 Action::Remove(remove) => {
                     self.files.remove(&remove.path);
-                    self.tombstones.insert(remove);
+                    self.tombstones.recent.insert(remove);
                 }
                 Action::Txn(txn) => {
                     self.txns.insert(txn.app_id.clone(), txn);
@@ -362,9 +411,10 @@ impl Snapshot {
                 Action::CommitInfo(_) => {}
             }
         }
-        if !self.tombstones.is_empty() {
+        // (The checkpoint's tombstones of these paths are hidden by the files themselves.)
+        if !self.tombstones.recent.is_empty() {
             for add in adds.iter() {
-                self.tombstones.remove(&add.path);
+                self.tombstones.recent.remove(&add.path);
             }
         }
         if adds.len() > self.files.len() {
@@ -395,10 +445,25 @@ impl Snapshot {
         Ok(())
     }
 
-    /// Drops tombstones deleted before `cutoff_ms` (used when writing checkpoints).
-    pub(crate) fn expire_tombstones(&mut self, cutoff_ms: i64) {
-        self.tombstones
-            .retain(|r| r.deletion_timestamp.unwrap_or(i64::MAX) >= cutoff_ms);
+    /// Drops tombstones deleted before `cutoff_ms` (used when writing checkpoints). Decodes
+    /// the checkpoint's tombstones, so fails if they are corrupt.
+    pub(crate) fn expire_tombstones(&mut self, cutoff_ms: i64) -> Result<()> {
+        let keep = |r: &Remove| r.deletion_timestamp.unwrap_or(i64::MAX) >= cutoff_ms;
+        if let Some(checkpoint) = self.tombstones.checkpoint(&self.url)? {
+            let recent = &self.tombstones.recent;
+            let kept: Vec<Remove> = checkpoint
+                .iter()
+                .filter(|r| keep(r) && !self.files.contains(&r.path) && !recent.contains(&r.path))
+                .cloned()
+                .collect();
+            self.tombstones.recent.reserve(kept.len());
+            for remove in kept {
+                self.tombstones.recent.insert(remove);
+            }
+            self.tombstones.checkpoint = None;
+        }
+        self.tombstones.recent.retain(|r| keep(r));
+        Ok(())
     }
 }
 
@@ -598,7 +663,11 @@ mod tests {
         );
         for snapshot in [&small, &large] {
             assert_eq!(snapshot.version(), 1);
-            let tombstones: Vec<_> = snapshot.tombstones().map(|r| r.path.as_str()).collect();
+            let tombstones: Vec<_> = snapshot
+                .tombstones()
+                .unwrap()
+                .map(|r| r.path.as_str())
+                .collect();
             assert_eq!(tombstones, ["a"]);
         }
     }
