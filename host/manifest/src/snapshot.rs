@@ -1,9 +1,10 @@
 //! Snapshots: the table state at one log version, built by replaying the Delta log.
 //!
-//! Load = read `_delta_log/_last_checkpoint`, read that Parquet checkpoint, then replay the JSON
-//! versions after it. Versions are contiguous (each commit is a create-only PUT of the next
-//! number), so later versions are found by reading forward until one is missing: the cost depends
-//! on the number of commits since the last checkpoint, not on the length of the log.
+//! Load = read `_delta_log/_last_checkpoint`, read that Parquet checkpoint (and, meanwhile, the
+//! JSON versions after it), then replay those versions. Versions are contiguous (each commit is
+//! a create-only PUT of the next number), so later versions are found by reading forward until
+//! one is missing: the cost depends on the number of commits since the last checkpoint, not on
+//! the length of the log.
 //!
 //! The checkpoint's tombstones (`remove` rows) are not decoded on load: only checkpoint writers
 //! and [`Snapshot::tombstones`] need them, so they stay in the checkpoint's Parquet until then
@@ -523,35 +524,61 @@ pub(crate) struct LastCheckpoint {
 /// Loads the latest snapshot of the table in `store`.
 pub(crate) async fn load(store: &Store) -> Result<Snapshot> {
     let url = store.url().as_str().trim_end_matches('/').to_string();
-    let (mut replay, start) = start_point(store).await?;
+    let (mut replay, start, later) = start_point(store).await?;
     let mut version = start - 1;
-    let last = read_forward(store, start, |v, actions| {
+    let mut apply = |v, actions: Vec<Action>| {
         for action in actions {
             replay.apply(action);
         }
         version = v;
         Ok(())
-    })
-    .await?;
-    if last.is_none() && start == 0 {
+    };
+    match later {
+        Some(later) => {
+            for (v, actions) in later {
+                apply(v, actions)?;
+            }
+        }
+        None => {
+            read_forward(store, start, apply).await?;
+        }
+    }
+    if version < 0 {
         return Err(Error::NotATable { url });
     }
     replay.into_snapshot(version, &url)
 }
 
-/// The state to replay from and the first version after it: the checkpoint `_last_checkpoint`
-/// names (read straight away, no separate existence check), else the newest listed checkpoint,
-/// else the empty state before version 0.
-async fn start_point(store: &Store) -> Result<(LogReplay, i64)> {
+/// Log versions read ahead, in order, up to the last one.
+type Versions = Vec<(i64, Vec<Action>)>;
+
+/// The state to replay from, the first version after it, and (if already read) the versions
+/// after it: the checkpoint `_last_checkpoint` names (read straight away, no separate
+/// existence check, while the versions after it are read), else the newest listed
+/// checkpoint, else the empty state before version 0.
+async fn start_point(store: &Store) -> Result<(LogReplay, i64, Option<Versions>)> {
     match store.get(LAST_CHECKPOINT).await {
         Ok(bytes) => match serde_json::from_slice::<LastCheckpoint>(&bytes) {
-            Ok(last) => match checkpoint::read(store, last.version).await {
-                Ok(replay) => return Ok((replay, last.version + 1)),
-                Err(Error::Store(weir_store::Error::NotFound { .. })) => {
-                    tracing::warn!(url = %store.url_of(LAST_CHECKPOINT), version = last.version, "_last_checkpoint names a missing checkpoint; listing the log");
+            Ok(last) => {
+                let mut later = Vec::new();
+                let (checkpoint, read) = futures::join!(
+                    checkpoint::read(store, last.version),
+                    read_forward(store, last.version + 1, |v, actions| {
+                        later.push((v, actions));
+                        Ok(())
+                    })
+                );
+                match checkpoint {
+                    Ok(replay) => {
+                        read?;
+                        return Ok((replay, last.version + 1, Some(later)));
+                    }
+                    Err(Error::Store(weir_store::Error::NotFound { .. })) => {
+                        tracing::warn!(url = %store.url_of(LAST_CHECKPOINT), version = last.version, "_last_checkpoint names a missing checkpoint; listing the log");
+                    }
+                    Err(e) => return Err(e),
                 }
-                Err(e) => return Err(e),
-            },
+            }
             Err(e) => {
                 tracing::warn!(url = %store.url_of(LAST_CHECKPOINT), error = %e, "unusable _last_checkpoint; listing the log");
             }
@@ -570,8 +597,8 @@ async fn start_point(store: &Store) -> Result<(LogReplay, i64)> {
         })
         .max();
     Ok(match newest {
-        Some(version) => (checkpoint::read(store, version).await?, version + 1),
-        None => (LogReplay::default(), 0),
+        Some(version) => (checkpoint::read(store, version).await?, version + 1, None),
+        None => (LogReplay::default(), 0, None),
     })
 }
 
