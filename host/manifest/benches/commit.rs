@@ -4,11 +4,15 @@
 //! - a 10,000-file Weir commit ≥ 20× faster than a rename-based commit (Hadoop v1 style: tasks write
 //!   to `_temporary/`, the job commit copies + deletes each file to its final place);
 //! - snapshot load at 10,000 log versions ≤ 5× at 10 versions (with checkpoints).
+//!
+//! Beside the commit ratio it prints the store's own floor for it: bare create-only PUTs of
+//! bodies the size of the two commits' log entries (a commit is one such PUT; on file:// it
+//! fsyncs, so a large body costs what the disk takes to write it).
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use weir_manifest::{AddFile, Mode, Table, TableSchema};
+use weir_manifest::{AddFile, Mode, Table, TableSchema, commit_key};
 use weir_store::Store;
 use weir_store::object_store::ObjectStoreExt;
 
@@ -45,8 +49,9 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
-/// Latency of committing `n` files to a fresh table (after a warm-up commit).
-async fn weir_commit(root: &std::path::Path, n: usize, rep: usize) -> Duration {
+/// Latency of committing `n` files to a fresh table (after a warm-up commit), and the size of
+/// the log entry it wrote.
+async fn weir_commit(root: &std::path::Path, n: usize, rep: usize) -> (Duration, u64) {
     let url = root
         .join(format!("weir-{n}-{rep}"))
         .to_str()
@@ -60,32 +65,73 @@ async fn weir_commit(root: &std::path::Path, n: usize, rep: usize) -> Duration {
         .expect("warm-up");
     let batch = files(n, "job");
     let start = Instant::now();
-    table
+    let outcome = table
         .commit()
         .job("job", 1)
         .mode(Mode::Append)
         .add_files(batch)
         .await
         .expect("commit");
-    start.elapsed()
+    let took = start.elapsed();
+    let entry = table
+        .store()
+        .head(&commit_key(outcome.version))
+        .await
+        .expect("head");
+    (took, entry.size)
+}
+
+/// Median latencies of bare create-only PUTs of `small` and `large` bytes to fresh keys,
+/// interleaved like the commits.
+async fn raw_puts(
+    root: &std::path::Path,
+    small: u64,
+    large: u64,
+    reps: usize,
+) -> (Duration, Duration) {
+    let url = root.join("raw-puts").to_str().expect("utf8").to_string();
+    let store = Store::from_url(&url).expect("store");
+    let body = |n: u64| Bytes::from(vec![b'x'; n as usize]);
+    let (mut s, mut l) = (Vec::new(), Vec::new());
+    for rep in 0..reps {
+        for (i, size) in [small, small, small, large].into_iter().enumerate() {
+            let bytes = body(size);
+            let start = Instant::now();
+            store
+                .put_create(&format!("{size}/{rep}-{i}.json"), bytes)
+                .await
+                .expect("put");
+            if size == large && i == 3 {
+                l.push(start.elapsed());
+            } else {
+                s.push(start.elapsed());
+            }
+        }
+    }
+    (median(s), median(l))
 }
 
 /// Median latencies of 10-file and 10,000-file commits, interleaved so both see the same
 /// machine load (`WEIR_BENCH_REPS` 10,000-file commits, default 15, and three times as many
 /// 10-file ones).
-async fn weir_commits(root: &std::path::Path) -> (Duration, Duration) {
+async fn weir_commits(root: &std::path::Path) -> ((Duration, u64), (Duration, u64)) {
     let reps = std::env::var("WEIR_BENCH_REPS")
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(15);
     let (mut small, mut large) = (Vec::new(), Vec::new());
+    let (mut small_size, mut large_size) = (0, 0);
     for rep in 0..reps {
         for i in 0..3 {
-            small.push(weir_commit(root, 10, rep * 3 + i).await);
+            let (took, size) = weir_commit(root, 10, rep * 3 + i).await;
+            small.push(took);
+            small_size = size;
         }
-        large.push(weir_commit(root, 10_000, rep).await);
+        let (took, size) = weir_commit(root, 10_000, rep).await;
+        large.push(took);
+        large_size = size;
     }
-    (median(small), median(large))
+    ((median(small), small_size), (median(large), large_size))
 }
 
 /// Median latency of a rename-based job commit of `n` task files of 1 KiB.
@@ -223,7 +269,7 @@ async fn profile_load(root: &std::path::Path) {
 }
 
 async fn commits(root: &std::path::Path, with_rename: bool) {
-    let (c10, c10k) = weir_commits(root).await;
+    let ((c10, size10), (c10k, size10k)) = weir_commits(root).await;
     println!("\ncommit latency (median):");
     println!(
         "  weir   10 files: {:9.3} ms   10,000 files: {:9.3} ms",
@@ -234,6 +280,13 @@ async fn commits(root: &std::path::Path, with_rename: bool) {
     println!(
         "  weir 10k / weir 10        = {scale:8.2}x  (target <= 3x):  {}",
         verdict(scale <= 3.0)
+    );
+    let (p10, p10k) = raw_puts(root, size10, size10k, 15).await;
+    println!(
+        "  floor: bare create-only PUT of {size10} B: {:9.3} ms, of {size10k} B: {:9.3} ms = {:.2}x",
+        ms(p10),
+        ms(p10k),
+        p10k.as_secs_f64() / p10.as_secs_f64()
     );
     if !with_rename {
         return;
