@@ -191,11 +191,11 @@ impl<'a> CommitBuilder<'a> {
 
     async fn run(mut self) -> Result<CommitOutcome> {
         let now = now_ms();
-        // The adds are checked, built once (moving each file's strings) and serialised once,
-        // in the background while the attempt reads the log; then put in the path table the
-        // cached snapshot takes, while the PUT is in flight. Their log lines do not depend on
-        // the table state; only the few lines before them (commitInfo, txn, removes) are
-        // rebuilt per attempt.
+        // The files are checked and their add lines written once, straight from the files, in
+        // the background while the attempt reads the log; then their adds are built (moving
+        // each file's strings) into the path table the cached snapshot takes, while the PUT is
+        // in flight. The add lines do not depend on the table state; only the few lines before
+        // them (commitInfo, txn, removes) are rebuilt per attempt.
         let mut prepared = PreparedAdds::start(std::mem::take(&mut self.files), now);
         let table = self.table;
         let store = table.store();
@@ -254,7 +254,8 @@ impl<'a> CommitBuilder<'a> {
             let version = snapshot.version() + 1;
             drop(snapshot);
             let header = Bytes::from(actions::to_ndjson(&actions));
-            let bytes = PutPayload::from_iter([header, prepared.lines().await?.clone()]);
+            let lines = prepared.lines().await?;
+            let bytes = PutPayload::from_iter(std::iter::once(header).chain(lines.iter().cloned()));
             failpoint::hit("before-log-put");
             let landed = match store.put_create(&commit_key(version), bytes).await {
                 Ok(_) => true,
@@ -654,6 +655,21 @@ fn check_files(
     Ok((partitions, shared, of_file))
 }
 
+/// The `add` lines of many files, in two buffers written at once on two threads (the PUT
+/// sends the buffers one after the other; writing them measured 1-3 ms faster for 10,000 files
+/// on a loaded 2-core machine than one buffer on one thread).
+fn add_lines_split(files: &[AddFile], now: i64) -> Vec<Bytes> {
+    let (first, second) = files.split_at(files.len() / 2);
+    std::thread::scope(|scope| {
+        let second = scope.spawn(|| add_lines(second, now));
+        let first = add_lines(first, now);
+        let second = second
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        vec![first, second]
+    })
+}
+
 /// The `add` lines of a commit's files, written straight from them into one buffer.
 fn add_lines(files: &[AddFile], now: i64) -> Bytes {
     let mut out = Vec::with_capacity(
@@ -719,15 +735,15 @@ enum Stage<T> {
 /// A commit's adds, prepared once for all its attempts: checked (with their distinct
 /// partitions), their log lines (`add` lines after the commit's other actions), and the table
 /// form the cached snapshot takes them in. Large commits prepare on a blocking thread in that
-/// order, so an attempt waits for each only when it needs it: the partitions after reading the
-/// log, the lines when it is about to PUT, the table once the PUT is done (it is built while
-/// the PUT is in flight).
+/// order (the lines on two threads), so an attempt waits for each only when it needs it: the
+/// partitions after reading the log, the lines when it is about to PUT, the table once the PUT
+/// is done (it is built while the PUT is in flight).
 struct PreparedAdds {
     len: usize,
     /// The preparation thread, if any (to pass on its panic).
     task: Option<tokio::task::JoinHandle<()>>,
     partitions: Stage<Result<Partitions, String>>,
-    lines: Stage<Bytes>,
+    lines: Stage<Vec<Bytes>>,
     table: Stage<ByPath<Add>>,
 }
 
@@ -738,11 +754,11 @@ impl PreparedAdds {
         if len < BACKGROUND_ADDS {
             let (partitions, lines, table) = match check_files(&files) {
                 Ok((partitions, shared, of_file)) => {
-                    let lines = add_lines(&files, now);
+                    let lines = vec![add_lines(&files, now)];
                     let (table, _) = add_table(files, &shared, &of_file, now);
                     (Ok(partitions), lines, table)
                 }
-                Err(e) => (Err(e), Bytes::new(), ByPath::default()),
+                Err(e) => (Err(e), Vec::new(), ByPath::default()),
             };
             return Self {
                 len,
@@ -760,7 +776,7 @@ impl PreparedAdds {
         let task = tokio::task::spawn_blocking(move || match check_files(&files) {
             Ok((partitions, shared, of_file)) => {
                 let _ = partitions_tx.send(Ok(partitions));
-                let _ = lines_tx.send(add_lines(&files, now));
+                let _ = lines_tx.send(add_lines_split(&files, now));
                 let (table, replaced) = add_table(files, &shared, &of_file, now);
                 let _ = table_tx.send(table);
                 drop(replaced);
@@ -801,7 +817,7 @@ impl PreparedAdds {
     }
 
     /// The files' `add` lines.
-    async fn lines(&mut self) -> Result<&Bytes> {
+    async fn lines(&mut self) -> Result<&[Bytes]> {
         self.partitions().await?;
         if let Stage::Pending(rx) = &mut self.lines {
             let lines = match rx.await {
@@ -963,6 +979,8 @@ mod tests {
         let (partitions, shared, of_file) = check_files(&files).unwrap();
         assert_eq!(partitions.len(), 3);
         let lines = add_lines(&files, now);
+        let split = add_lines_split(&files, now).concat();
+        assert_eq!(split, lines.to_vec());
         let (table, _) = add_table(files.clone(), &shared, &of_file, now);
         let mut want = Vec::new();
         for file in files {
