@@ -214,30 +214,52 @@ impl LazyRemoves {
     }
 
     fn decode(&self) -> Result<ByPath<Remove>, String> {
-        let schema = self.metadata.metadata().file_metadata().schema_descr();
-        let root = (0..schema.root_schema().get_fields().len())
-            .find(|&root| schema.root_schema().get_fields()[root].name() == "remove")
-            .ok_or("the checkpoint has no remove column")?;
+        let root = remove_root(&self.metadata).ok_or("the checkpoint has no remove column")?;
         let mut replay = LogReplay::default();
-        let mut interner = ValuesInterner::default();
-        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(
-            self.bytes.clone(),
-            self.metadata.clone(),
-        )
-        .with_row_groups(self.groups.clone())
-        .with_projection(ProjectionMask::roots(schema, [root]))
-        .with_batch_size(ROW_GROUP_ROWS)
-        .build()
-        .map_err(|e| e.to_string())?;
-        for batch in reader {
-            apply_batch(
-                &batch.map_err(|e| e.to_string())?,
-                &mut replay,
-                &mut interner,
-            )?;
-        }
+        read_groups(
+            &self.bytes,
+            &self.metadata,
+            self.groups.clone(),
+            vec![root],
+            &mut replay,
+            &mut ValuesInterner::default(),
+        )?;
         Ok(replay.tombstones.recent)
     }
+}
+
+/// The index of the checkpoint's top-level `remove` column, if it has one.
+fn remove_root(metadata: &ArrowReaderMetadata) -> Option<usize> {
+    let fields = metadata
+        .metadata()
+        .file_metadata()
+        .schema_descr()
+        .root_schema()
+        .get_fields();
+    fields.iter().position(|field| field.name() == "remove")
+}
+
+/// Reads the top-level columns `roots` of the row groups `groups` into `replay`.
+fn read_groups(
+    bytes: &Bytes,
+    metadata: &ArrowReaderMetadata,
+    groups: Vec<usize>,
+    roots: Vec<usize>,
+    replay: &mut LogReplay,
+    interner: &mut ValuesInterner,
+) -> Result<(), String> {
+    let mask = ProjectionMask::roots(metadata.metadata().file_metadata().schema_descr(), roots);
+    let reader =
+        ParquetRecordBatchReaderBuilder::new_with_metadata(bytes.clone(), metadata.clone())
+            .with_row_groups(groups)
+            .with_projection(mask)
+            .with_batch_size(ROW_GROUP_ROWS)
+            .build()
+            .map_err(|e| e.to_string())?;
+    for batch in reader {
+        apply_batch(&batch.map_err(|e| e.to_string())?, replay, interner)?;
+    }
+    Ok(())
 }
 
 /// Decodes a checkpoint (at `version`) into a replay state, its tombstones left undecoded.
@@ -255,9 +277,7 @@ pub(crate) fn decode(bytes: Bytes, version: i64) -> Result<LogReplay, String> {
     // Decoded on this thread: on a loaded 2-core machine, decoding row groups on scoped threads
     // measured slower (thread start-up, cross-thread frees of every string) than doing it here.
     // Consecutive row groups that need the same columns share one reader.
-    let schema = metadata.metadata().file_metadata().schema_descr();
-    let remove_root = (0..schema.root_schema().get_fields().len())
-        .find(|&root| schema.root_schema().get_fields()[root].name() == "remove");
+    let remove_root = remove_root(&metadata);
     let mut plan: Vec<(Vec<usize>, Vec<usize>)> = Vec::new();
     let mut remove_groups = Vec::new();
     for (group, mut roots) in row_group_roots(&metadata) {
@@ -274,21 +294,7 @@ pub(crate) fn decode(bytes: Bytes, version: i64) -> Result<LogReplay, String> {
         if roots.is_empty() {
             continue;
         }
-        let mask = ProjectionMask::roots(metadata.metadata().file_metadata().schema_descr(), roots);
-        let reader =
-            ParquetRecordBatchReaderBuilder::new_with_metadata(bytes.clone(), metadata.clone())
-                .with_row_groups(groups)
-                .with_projection(mask)
-                .with_batch_size(ROW_GROUP_ROWS)
-                .build()
-                .map_err(|e| e.to_string())?;
-        for batch in reader {
-            apply_batch(
-                &batch.map_err(|e| e.to_string())?,
-                &mut replay,
-                &mut interner,
-            )?;
-        }
+        read_groups(&bytes, &metadata, groups, roots, &mut replay, &mut interner)?;
     }
     if !remove_groups.is_empty() {
         replay.tombstones.checkpoint = Some(Arc::new(LazyRemoves {
