@@ -25,11 +25,12 @@ use std::sync::Arc;
 use arrow::array::{
     Array, ArrayRef, AsArray, LargeListArray, ListArray, RecordBatch, StructArray, UInt32Array,
 };
-use arrow::compute::{cast, take_record_batch};
+use arrow::compute::{cast, take, take_record_batch};
 use arrow::datatypes::{
     DataType, Field, FieldRef, Fields, Schema, SchemaRef, TimeUnit, TimestampMicrosecondType,
 };
 use arrow::error::ArrowError;
+use arrow::row::{Row, RowConverter, SortField};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use object_store::path::Path;
@@ -42,6 +43,7 @@ use parquet::arrow::async_writer::AsyncFileWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::errors::ParquetError;
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 use serde::{Deserialize, Serialize};
 use weir_store::Store;
 
@@ -290,8 +292,7 @@ impl PartitionedWriter {
             return Ok(());
         }
         let data = normalize_batch(batch, layout)?;
-        let keys = partition_keys(batch, layout, &self.partition_columns)?;
-        for (key, rows) in group_rows(keys) {
+        for (key, rows) in partition_groups(batch, layout, &self.partition_columns)? {
             let part = if rows.len() == data.num_rows() {
                 data.clone()
             } else {
@@ -319,7 +320,7 @@ impl PartitionedWriter {
                 if self.open.len() >= self.max_open_partitions {
                     self.close_least_recent().await?;
                 }
-                let file = self.open_file(&key)?;
+                let file = self.open_file(&key, &chunk)?;
                 self.open.insert(key.clone(), file);
             }
             let Some(file) = self.open.get_mut(&key) else {
@@ -346,7 +347,8 @@ impl PartitionedWriter {
         Ok(())
     }
 
-    fn open_file(&mut self, key: &PartitionKey) -> Result<OpenFile> {
+    /// Opens the file for partition `key`, whose first rows are `first`.
+    fn open_file(&mut self, key: &PartitionKey, first: &RecordBatch) -> Result<OpenFile> {
         let Some(layout) = &self.layout else {
             unreachable!("layout set by write")
         };
@@ -381,9 +383,9 @@ impl PartitionedWriter {
             buffered: 0,
             upload: None,
         };
-        let writer =
-            AsyncArrowWriter::try_new(sink, layout.data_schema.clone(), Some(layout.props.clone()))
-                .map_err(|e| Error::parquet(&url, e))?;
+        let props = file_properties(layout.props.clone(), first);
+        let writer = AsyncArrowWriter::try_new(sink, layout.data_schema.clone(), Some(props))
+            .map_err(|e| Error::parquet(&url, e))?;
         tracing::debug!(%url, "opened parquet file");
         Ok(OpenFile {
             key: file_key,
@@ -647,42 +649,129 @@ fn normalize_batch(batch: &RecordBatch, layout: &Layout) -> Result<RecordBatch> 
         .map_err(|e| Error::schema("batch", e.to_string()))
 }
 
-/// Each row's partition values in Delta string form (empty strings become null).
-fn partition_keys(
+/// Rows sampled from a file's first batch to choose its column encodings.
+const DICTIONARY_SAMPLE_ROWS: usize = 8192;
+/// A column whose sample holds at least this many distinct values, and more than half of the
+/// sampled rows, is written without a dictionary.
+const DICTIONARY_MAX_DISTINCT: usize = 512;
+
+/// The writer properties for a file whose first rows are `first`: `base`, with dictionary
+/// encoding turned off for the top-level columns that look mostly unique (ids, digests,
+/// timestamps).
+///
+/// Parquet's writer otherwise interns every value of such a column until the dictionary page
+/// reaches its size limit, then falls back to plain encoding anyway, once per row group: work
+/// that buys nothing. A column with few distinct values keeps its dictionary.
+fn file_properties(base: WriterProperties, first: &RecordBatch) -> WriterProperties {
+    let sample = first.slice(0, first.num_rows().min(DICTIONARY_SAMPLE_ROWS));
+    let mostly_unique: Vec<&str> = sample
+        .schema_ref()
+        .fields()
+        .iter()
+        .zip(sample.columns())
+        .filter(|(field, column)| {
+            !field.data_type().is_nested() && mostly_unique(column, sample.num_rows())
+        })
+        .map(|(field, _)| field.name().as_str())
+        .collect();
+    if mostly_unique.is_empty() {
+        return base;
+    }
+    let mut builder = base.into_builder();
+    for name in mostly_unique {
+        builder = builder.set_column_dictionary_enabled(ColumnPath::from(name), false);
+    }
+    builder.build()
+}
+
+/// Whether `column`'s `rows` sampled values are mostly distinct (see [`DICTIONARY_MAX_DISTINCT`]).
+fn mostly_unique(column: &ArrayRef, rows: usize) -> bool {
+    if rows < DICTIONARY_MAX_DISTINCT {
+        return false;
+    }
+    let Ok(converter) = RowConverter::new(vec![SortField::new(column.data_type().clone())]) else {
+        return false;
+    };
+    let Ok(values) = converter.convert_columns(std::slice::from_ref(column)) else {
+        return false;
+    };
+    let distinct: std::collections::HashSet<Row<'_>> = values.iter().collect();
+    distinct.len() >= DICTIONARY_MAX_DISTINCT && distinct.len() * 2 > rows
+}
+
+/// The batch's rows grouped by partition, in order of first appearance: each group's partition
+/// values in Delta string form (empty strings become null) and its row indices.
+///
+/// Rows are compared in Arrow's row format, and each group's values are rendered once from its
+/// first row, so the per-row cost is one comparison with the previous row (runs of one
+/// partition are the common case) or one hash lookup.
+fn partition_groups(
     batch: &RecordBatch,
     layout: &Layout,
     names: &[String],
-) -> Result<Vec<PartitionKey>> {
-    let mut keys: Vec<PartitionKey> = vec![Vec::with_capacity(names.len()); batch.num_rows()];
-    for (&index, name) in layout.partition_indices.iter().zip(names) {
-        let strings = cast(batch.column(index), &DataType::Utf8)
-            .map_err(|e| Error::partition(name, format!("cannot render values: {e}")))?;
+) -> Result<Vec<(PartitionKey, Vec<u32>)>> {
+    if layout.partition_indices.is_empty() {
+        return Ok(vec![(Vec::new(), (0..batch.num_rows() as u32).collect())]);
+    }
+    let columns: Vec<ArrayRef> = layout
+        .partition_indices
+        .iter()
+        .map(|&i| batch.column(i).clone())
+        .collect();
+    let render_error =
+        |name: &str, e: ArrowError| Error::partition(name, format!("cannot render values: {e}"));
+    let fields = columns
+        .iter()
+        .map(|c| SortField::new(c.data_type().clone()))
+        .collect();
+    let first_name = names.first().map_or("", String::as_str);
+    let converter = RowConverter::new(fields).map_err(|e| render_error(first_name, e))?;
+    let rows = converter
+        .convert_columns(&columns)
+        .map_err(|e| render_error(first_name, e))?;
+    let mut groups: Vec<Vec<u32>> = Vec::new();
+    let mut index: HashMap<Row<'_>, usize> = HashMap::new();
+    let mut previous: Option<(Row<'_>, usize)> = None;
+    for (i, row) in rows.iter().enumerate() {
+        let group = match previous {
+            Some((last, group)) if last == row => group,
+            _ => *index.entry(row).or_insert_with(|| {
+                groups.push(Vec::new());
+                groups.len() - 1
+            }),
+        };
+        groups[group].push(i as u32);
+        previous = Some((row, group));
+    }
+    let firsts = UInt32Array::from_iter_values(groups.iter().map(|rows| rows[0]));
+    let mut keys: Vec<PartitionKey> = vec![Vec::with_capacity(names.len()); groups.len()];
+    for (column, name) in columns.iter().zip(names) {
+        let values = take(column, &firsts, None).map_err(|e| render_error(name, e))?;
+        let strings = cast(&values, &DataType::Utf8).map_err(|e| render_error(name, e))?;
         let strings = strings.as_string::<i32>();
-        for (row, key) in keys.iter_mut().enumerate() {
+        for (group, key) in keys.iter_mut().enumerate() {
             let value = strings
-                .is_valid(row)
-                .then(|| strings.value(row))
+                .is_valid(group)
+                .then(|| strings.value(group))
                 .filter(|v| !v.is_empty());
             key.push(value.map(str::to_string));
         }
     }
-    Ok(keys)
-}
-
-/// Groups row indices by partition key, in order of first appearance.
-fn group_rows(keys: Vec<PartitionKey>) -> Vec<(PartitionKey, Vec<u32>)> {
-    let mut groups: Vec<(PartitionKey, Vec<u32>)> = Vec::new();
-    let mut index: HashMap<PartitionKey, usize> = HashMap::new();
-    for (row, key) in keys.into_iter().enumerate() {
-        let row = row as u32;
-        if let Some(&g) = index.get(&key) {
-            groups[g].1.push(row);
+    // Distinct values can render alike (null and the empty string): such groups are one
+    // partition, whose rows keep their input order.
+    let mut merged: Vec<(PartitionKey, Vec<u32>)> = Vec::with_capacity(groups.len());
+    let mut position: HashMap<PartitionKey, usize> = HashMap::with_capacity(groups.len());
+    for (key, rows) in keys.into_iter().zip(groups) {
+        if let Some(&at) = position.get(&key) {
+            let existing = &mut merged[at].1;
+            existing.extend(rows);
+            existing.sort_unstable();
             continue;
         }
-        index.insert(key.clone(), groups.len());
-        groups.push((key, vec![row]));
+        position.insert(key.clone(), merged.len());
+        merged.push((key, rows));
     }
-    groups
+    Ok(merged)
 }
 
 /// Uploads one Parquet file: buffered and written with one create-only PUT if it fits in
