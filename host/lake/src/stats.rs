@@ -9,7 +9,7 @@
 //!   are float bounds of a column holding NaN or infinities (readers treat a missing bound as
 //!   unknown).
 
-use arrow::array::{Array, ArrayRef, AsArray};
+use arrow::array::{Array, ArrayRef, AsArray, GenericStringArray, OffsetSizeTrait};
 use arrow::compute::{cast, kernels::aggregate};
 use arrow::datatypes::{
     DataType, Date32Type, Float64Type, Int64Type, TimeUnit, TimestampMicrosecondType, UInt64Type,
@@ -218,16 +218,8 @@ fn min_max(array: &ArrayRef) -> MinMax {
             }
             MinMax::Some(Bound::Float(lo), Bound::Float(hi))
         }
-        DataType::Utf8 => {
-            let a = array.as_string::<i32>();
-            let s = |v: Option<&str>| v.map(|v| Bound::Str(v.to_string()));
-            pair(s(aggregate::min_string(a)), s(aggregate::max_string(a)))
-        }
-        DataType::LargeUtf8 => {
-            let a = array.as_string::<i64>();
-            let s = |v: Option<&str>| v.map(|v| Bound::Str(v.to_string()));
-            pair(s(aggregate::min_string(a)), s(aggregate::max_string(a)))
-        }
+        DataType::Utf8 => string_min_max(array.as_string::<i32>()),
+        DataType::LargeUtf8 => string_min_max(array.as_string::<i64>()),
         DataType::Utf8View => {
             let a = array.as_string_view();
             let s = |v: Option<&str>| v.map(|v| Bound::Str(v.to_string()));
@@ -254,6 +246,53 @@ fn min_max(array: &ArrayRef) -> MinMax {
     }
 }
 
+fn string_min_max<O: OffsetSizeTrait>(array: &GenericStringArray<O>) -> MinMax {
+    match string_bounds(array) {
+        Some((lo, hi)) => MinMax::Some(
+            Bound::Str(array.value(lo).to_string()),
+            Bound::Str(array.value(hi).to_string()),
+        ),
+        None => MinMax::Empty,
+    }
+}
+
+/// The rows of the smallest and the largest non-null value (byte order, as Rust orders `str`),
+/// in one pass.
+///
+/// Each value is first compared by its leading 8 bytes as a big-endian integer (zero-padded),
+/// which decides almost every comparison without a call to `memcmp`; equal keys fall back to
+/// comparing the whole values.
+fn string_bounds<O: OffsetSizeTrait>(array: &GenericStringArray<O>) -> Option<(usize, usize)> {
+    let offsets = array.value_offsets();
+    let data = array.value_data();
+    let value = |i: usize| &data[offsets[i].as_usize()..offsets[i + 1].as_usize()];
+    let key = |v: &[u8]| {
+        if let Some(head) = v.first_chunk::<8>() {
+            return u64::from_be_bytes(*head);
+        }
+        let mut head = [0u8; 8];
+        let n = v.len().min(8);
+        head[..n].copy_from_slice(&v[..n]);
+        u64::from_be_bytes(head)
+    };
+    let nulls = array.nulls().filter(|n| n.null_count() > 0);
+    let mut rows = (0..array.len()).filter(|&i| nulls.is_none_or(|n| n.is_valid(i)));
+    let first = rows.next()?;
+    let (mut lo, mut hi) = (first, first);
+    let (mut lo_key, mut hi_key) = (key(value(first)), key(value(first)));
+    for i in rows {
+        let v = value(i);
+        let k = key(v);
+        if k < lo_key || (k == lo_key && v < value(lo)) {
+            (lo, lo_key) = (i, k);
+        }
+        if k > hi_key || (k == hi_key && v > value(hi)) {
+            (hi, hi_key) = (i, k);
+        }
+    }
+    Some((lo, hi))
+}
+
 fn bound_json(bound: &Bound, is_min: bool) -> Option<Value> {
     Some(match bound {
         Bound::Int(v) => Value::from(*v),
@@ -277,4 +316,45 @@ fn bound_json(bound: &Bound, is_min: bool) -> Option<Value> {
             Value::from(ts.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string())
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{LargeStringArray, StringArray};
+    use arrow::compute::kernels::aggregate::{max_string, min_string};
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn check<O: OffsetSizeTrait>(array: &GenericStringArray<O>) {
+        let got = string_bounds(array).map(|(lo, hi)| (array.value(lo), array.value(hi)));
+        let want = min_string(array).zip(max_string(array));
+        assert_eq!(got, want, "{array:?}");
+    }
+
+    proptest! {
+        /// Agrees with Arrow's kernels on short values over a tiny alphabet (so 8-byte keys
+        /// tie often), with NULs (zero padding must not confuse "a" and "a\0"), nulls, and
+        /// slices.
+        #[test]
+        fn string_bounds_agree_with_arrow(
+            values in prop::collection::vec(
+                prop::option::weighted(0.8, prop::collection::vec(
+                    prop::sample::select(vec!['\0', 'a', 'b', 'é']), 0..12)),
+                0..40),
+            start in 0usize..5,
+        ) {
+            let strings: Vec<Option<String>> = values
+                .into_iter()
+                .map(|v| v.map(|chars| chars.into_iter().collect()))
+                .collect();
+            let small: StringArray = strings.iter().map(|s| s.as_deref()).collect();
+            let large: LargeStringArray = strings.iter().map(|s| s.as_deref()).collect();
+            check(&small);
+            check(&large);
+            let start = start.min(strings.len());
+            check(&small.slice(start, strings.len() - start));
+            check(&large.slice(start, strings.len() - start));
+        }
+    }
 }
