@@ -18,6 +18,10 @@
 //!   group and its upload buffer plus two parts in flight. Writing to a new partition when
 //!   `max_open_partitions` are open closes the least recently written file first.
 //! - [`PartitionedWriter::abort`] deletes everything this writer wrote (best effort).
+//!
+//! Encoding: zstd by default. Each file's columns keep Parquet's dictionary encoding unless a
+//! sample of the file's first rows shows them mostly unique (ids, digests, timestamps), which
+//! are written plain: their dictionary would be abandoned at its size limit anyway.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
