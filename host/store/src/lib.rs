@@ -27,6 +27,9 @@
 //!   ([`Error::NotSupported`]): the manifest only uses create-only writes.
 //! - Multipart uploads ([`Store::put_multipart`]) are not create-only: they replace an existing
 //!   object. Use them for files with unique names (data files), never for log entries.
+//! - [`Store::copy_create`] (create-only copy) is O(1) on `file://` (a hard link) and
+//!   `memory://`; S3 without a configured copy-if-not-exists mechanism refuses it
+//!   ([`Error::NotSupported`]), and callers fall back to [`Store::put_create`].
 
 use std::collections::HashMap;
 use std::fmt;
@@ -48,6 +51,7 @@ use url::Url;
 mod multipart;
 mod options;
 mod probe;
+mod staging;
 
 #[cfg(feature = "testing")]
 pub mod conformance;
@@ -58,6 +62,7 @@ pub use multipart::MultipartWriter;
 pub use object_store;
 pub use options::{MAX_PART_SIZE, MIN_PART_SIZE, S3Options, StoreOptions};
 pub use probe::{PROBE_PREFIX, probe_conditional_writes};
+pub use staging::StagingWriter;
 
 /// Errors from a store. Each names the URL of the object or store involved.
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +93,13 @@ pub enum Error {
          atomic: {url}: {detail}"
     )]
     ConditionalWritesNotHonoured { url: String, detail: String },
+    /// Writing a staged object's local file (`file://`) failed.
+    #[error("cannot write staged object {url}: {source}")]
+    StagingIo {
+        url: String,
+        #[source]
+        source: std::io::Error,
+    },
     /// Reading a local file to upload failed.
     #[error("cannot read {path}: {source}")]
     LocalIo {
@@ -133,6 +145,17 @@ pub struct Store {
     multipart_threshold: usize,
     part_size: usize,
     multipart_concurrency: usize,
+    /// `file://` stores: the file system, for staged objects written in place.
+    local: Option<LocalRoot>,
+    /// Whether [`Store::copy_create`] may work (see [`Store::may_copy_create`]).
+    copy_create: bool,
+}
+
+/// The file system of a `file://` store and whether it fsyncs.
+#[derive(Clone)]
+struct LocalRoot {
+    fs: Arc<LocalFileSystem>,
+    fsync: bool,
 }
 
 impl fmt::Debug for Store {
@@ -198,6 +221,7 @@ impl StoreBuilder {
             url: location.to_string(),
             reason,
         };
+        let mut local = None;
         let (inner, root, probe_scope): (Arc<dyn ObjectStore>, Path, String) = match url.scheme() {
             "file" => {
                 let dir = url
@@ -209,7 +233,12 @@ impl StoreBuilder {
                     .map_err(|e| invalid(e.to_string()))?
                     .with_automatic_cleanup(true)
                     .with_fsync(options.file_fsync);
-                (Arc::new(fs), Path::default(), url.to_string())
+                let fs = Arc::new(fs);
+                local = Some(LocalRoot {
+                    fs: fs.clone(),
+                    fsync: options.file_fsync,
+                });
+                (fs, Path::default(), url.to_string())
             }
             "memory" => {
                 let name = url.host_str().unwrap_or_default().to_string();
@@ -244,13 +273,16 @@ impl StoreBuilder {
             }
         };
         Ok(Store {
-            url,
             inner,
             root,
             probe_scope: probe_scope.into(),
             multipart_threshold: options.multipart_threshold_bytes,
             part_size: options.multipart_part_size_bytes,
             multipart_concurrency: options.multipart_concurrency,
+            local,
+            // Weir configures no copy-if-not-exists mechanism for S3.
+            copy_create: !matches!(url.scheme(), "s3" | "s3a"),
+            url,
         })
     }
 }
@@ -352,6 +384,8 @@ impl Store {
             multipart_threshold: defaults.multipart_threshold_bytes,
             part_size: defaults.multipart_part_size_bytes,
             multipart_concurrency: defaults.multipart_concurrency,
+            local: None,
+            copy_create: true,
         }
     }
 
@@ -421,6 +455,8 @@ impl Store {
             multipart_threshold: self.multipart_threshold,
             part_size: self.part_size,
             multipart_concurrency: self.multipart_concurrency,
+            local: self.local.clone(),
+            copy_create: self.copy_create,
         }
     }
 
@@ -528,6 +564,74 @@ impl Store {
             WriteMultipart::new_with_chunk_size(upload, self.part_size),
             self.multipart_concurrency,
         ))
+    }
+
+    /// Starts staging an object at `key` (a unique key private to the caller): appended to in
+    /// pieces, finished, then typically published with [`Store::copy_create`]. See
+    /// [`StagingWriter`] for what each backend does. On `file://` an existing object at `key`
+    /// is an error (its file may already be published by a hard link); elsewhere it is
+    /// replaced when the staged object is finished.
+    pub async fn stage(&self, key: &str) -> Result<StagingWriter> {
+        let Some(local) = &self.local else {
+            return Ok(StagingWriter::multipart(self.put_multipart(key).await?));
+        };
+        let path = local
+            .fs
+            .path_to_filesystem(&self.path(key))
+            .map_err(self.err(key))?;
+        let url = self.url_of(key);
+        let opened = {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
+                // Never reuse a file: once published by a hard link it is a log entry.
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&path)
+            })
+            .await
+        };
+        match opened {
+            Ok(Ok(file)) => Ok(StagingWriter::local(url, file, path, local.fsync)),
+            Ok(Err(source)) => Err(Error::StagingIo { url, source }),
+            Err(e) => Err(Error::StagingIo {
+                url,
+                source: std::io::Error::other(e.to_string()),
+            }),
+        }
+    }
+
+    /// Whether [`Store::copy_create`] may work here: false for `s3://` stores opened by URL
+    /// (Weir configures no copy-if-not-exists mechanism for S3, so it would only refuse);
+    /// true otherwise (a store wrapped with [`Store::new`] is tried).
+    pub fn may_copy_create(&self) -> bool {
+        self.copy_create
+    }
+
+    /// Copies `from` to `to` only if no object exists at `to` ([`Error::AlreadyExists`]
+    /// otherwise; a missing `from` is [`Error::NotFound`]). Atomic and O(1) on `file://` (a
+    /// hard link; with fsync on, `to`'s directory is fsynced) and `memory://`. A backend that
+    /// cannot do it atomically (S3 without a copy-if-not-exists configuration) gives
+    /// [`Error::NotSupported`] and copies nothing.
+    pub async fn copy_create(&self, from: &str, to: &str) -> Result<()> {
+        match self
+            .inner
+            .copy_if_not_exists(&self.path(from), &self.path(to))
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(object_store::Error::NotSupported { source }) => Err(Error::NotSupported {
+                url: self.url_of(to),
+                operation: format!("create-only copy from {from} ({source})"),
+            }),
+            Err(object_store::Error::NotFound { .. }) => Err(Error::NotFound {
+                url: self.url_of(from),
+            }),
+            Err(e) => Err(self.err(to)(e)),
+        }
     }
 
     /// An [`AsyncWrite`](tokio::io::AsyncWrite) for `key` that buffers up to the multipart
