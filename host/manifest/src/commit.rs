@@ -1,10 +1,12 @@
-//! Commits: one create-only PUT of the next log version, with optimistic concurrency.
+//! Commits: one create-only write of the next log version, with optimistic concurrency.
 //!
 //! Each attempt: refresh the snapshot; scan the versions committed since the commit's read
 //! version for conflicts (and for this commit's own transaction id, in case an earlier ambiguous
 //! attempt landed); skip if the job's run is already committed (Delta `txn`); validate schema,
-//! ownership and lease epochs against the latest state; then PUT version N+1 create-only.
-//! Losing the race (AlreadyExists) means rebase and retry with backoff. Any other PUT error is
+//! ownership and lease epochs against the latest state; then write version N+1 create-only:
+//! a PUT, or for adds staged while the job ran ([`CommitBuilder::staged`]) a create-only copy
+//! of the staging object, which holds exactly the bytes that PUT would (see `stage.rs`).
+//! Losing the race (AlreadyExists) means rebase and retry with backoff. Any other write error is
 //! ambiguous: the version is read back and the transaction id decides whether the commit landed.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -23,6 +25,7 @@ use crate::lease::{Lease, latest_lease};
 use crate::partition::{display_partition, partition_path};
 use crate::schema::TableSchema;
 use crate::snapshot::{self, ByPath, EPOCH_APP_PREFIX, Snapshot, commit_key};
+use crate::stage::StagedAdds;
 use crate::table::{Table, backoff, ensure_conditional_writes};
 use crate::txn::Transaction;
 use crate::{checkpoint, failpoint};
@@ -63,6 +66,9 @@ pub struct CommitOutcome {
     pub attempts: u32,
     pub files_added: usize,
     pub files_removed: usize,
+    /// True if the log entry was published from a staging object ([`CommitBuilder::staged`])
+    /// by a create-only copy, rather than PUT.
+    pub linked: bool,
 }
 
 /// Builder for [`Table::commit`]. Await it to commit.
@@ -82,6 +88,7 @@ pub struct CommitBuilder<'a> {
     metadata: Option<Metadata>,
     operation: Option<String>,
     max_attempts: u32,
+    staged: Option<StagedAdds>,
 }
 
 impl<'a> CommitBuilder<'a> {
@@ -101,6 +108,7 @@ impl<'a> CommitBuilder<'a> {
             metadata: None,
             operation: None,
             max_attempts: 100,
+            staged: None,
         }
     }
 
@@ -138,6 +146,17 @@ impl<'a> CommitBuilder<'a> {
 
     pub fn add_files(mut self, files: impl IntoIterator<Item = AddFile>) -> Self {
         self.files.extend(files);
+        self
+    }
+
+    /// Commits the files staged while the job ran (see [`StagedAdds`]), as the commit of their
+    /// transaction (its id and start version, like [`CommitBuilder::transaction`]). The log
+    /// entry is then published from the staging object without rewriting the adds when the
+    /// store allows; otherwise it is PUT. Not combinable with [`CommitBuilder::add_files`].
+    pub fn staged(mut self, staged: StagedAdds) -> Self {
+        self.txn = Some((staged.txn_id().to_string(), staged.read_version()));
+        self.read_version = staged.read_version();
+        self.staged = Some(staged);
         self
     }
 
@@ -190,13 +209,43 @@ impl<'a> CommitBuilder<'a> {
     }
 
     async fn run(mut self) -> Result<CommitOutcome> {
+        let mut staged = self.staged.take();
+        let result = self.attempts(staged.as_mut()).await;
+        // The staging object is no longer needed: the log entry is a link or copy of it (or
+        // was PUT), or the commit failed.
+        if let Some(mut staged) = staged
+            && let Err(e) = staged.discard_object().await
+        {
+            tracing::warn!(key = staged.staging_key(), error = %e, "cannot remove the staging object; vacuum will");
+        }
+        result
+    }
+
+    async fn attempts(&mut self, mut staged: Option<&mut StagedAdds>) -> Result<CommitOutcome> {
         let now = now_ms();
         // The files are checked and their add lines written once, straight from the files, in
         // the background while the attempt reads the log; then their adds are built (moving
         // each file's strings) into the path table the cached snapshot takes, while the PUT is
-        // in flight. The add lines do not depend on the table state; only the few lines before
-        // them (commitInfo, txn, removes) are rebuilt per attempt.
-        let mut prepared = PreparedAdds::start(std::mem::take(&mut self.files), now);
+        // in flight. The add lines do not depend on the table state; only the few other lines
+        // (commitInfo, txn, removes) are rebuilt per attempt. Staged adds were prepared chunk
+        // by chunk as they were staged.
+        let mut prepared = match staged.as_deref_mut() {
+            Some(staged) => {
+                if !self.files.is_empty() {
+                    return Err(Error::Invalid(
+                        "a commit takes staged adds or add_files, not both".into(),
+                    ));
+                }
+                if self.txn.as_ref().map(|(id, _)| id.as_str()) != Some(staged.txn_id()) {
+                    return Err(Error::Invalid(format!(
+                        "the staged adds belong to transaction {}, not this commit's",
+                        staged.txn_id()
+                    )));
+                }
+                PreparedAdds::ready(staged.take_adds())
+            }
+            None => PreparedAdds::start(std::mem::take(&mut self.files), now),
+        };
         let table = self.table;
         let store = table.store();
         let url = table.url();
@@ -255,9 +304,29 @@ impl<'a> CommitBuilder<'a> {
             drop(snapshot);
             let header = Bytes::from(actions::to_ndjson(&actions));
             let lines = prepared.lines().await?;
-            let bytes = PutPayload::from_iter(std::iter::once(header).chain(lines.iter().cloned()));
             failpoint::hit("before-log-put");
-            let landed = match store.put_create(&commit_key(version), bytes).await {
+            // A staged commit's log entry is its adds, then the other actions: published from
+            // the staging object if it can be, else PUT byte for byte the same.
+            let published = match staged.as_deref_mut() {
+                Some(staged) => staged.publish(&header, version).await,
+                None => None,
+            };
+            let linked = published.is_some();
+            let written = match published {
+                Some(result) => result,
+                None => {
+                    let bytes = if staged.is_some() {
+                        PutPayload::from_iter(lines.iter().cloned().chain(std::iter::once(header)))
+                    } else {
+                        PutPayload::from_iter(std::iter::once(header).chain(lines.iter().cloned()))
+                    };
+                    store
+                        .put_create(&commit_key(version), bytes)
+                        .await
+                        .map(|_| ())
+                }
+            };
+            let landed = match written {
                 Ok(_) => true,
                 Err(weir_store::Error::AlreadyExists { .. }) => {
                     // Ours if an earlier ambiguous attempt landed; otherwise another writer won.
@@ -280,7 +349,9 @@ impl<'a> CommitBuilder<'a> {
             let adds = prepared.into_table().await?;
             let snapshot = table.apply_own_commit(version, actions, adds)?;
             self.after_commit(&snapshot, version).await;
-            return Ok(self.outcome(version, txn_id, attempt, false, (added, removed)));
+            let mut outcome = self.outcome(version, txn_id, attempt, false, (added, removed));
+            outcome.linked = linked;
+            return Ok(outcome);
         }
     }
 
@@ -299,6 +370,7 @@ impl<'a> CommitBuilder<'a> {
             attempts,
             files_added: if already { 0 } else { added },
             files_removed: removed,
+            linked: false,
         }
     }
 
@@ -626,8 +698,8 @@ fn into_add(file: AddFile, partition_values: SharedPartitionValues, now: i64) ->
 /// Lease lookups in flight at once when checking a commit's epochs.
 const LEASE_LOOKUPS: usize = 16;
 
-/// Commits with at least this many adds prepare them on a blocking thread.
-const BACKGROUND_ADDS: usize = 512;
+/// Commits (and staged chunks) with at least this many adds prepare them on a blocking thread.
+pub(crate) const BACKGROUND_ADDS: usize = 512;
 
 /// The distinct partition values of a commit's files, each with a file that has them.
 type Partitions = Vec<(PartitionValues, String)>;
@@ -726,6 +798,51 @@ fn add_table(
     (table, replaced)
 }
 
+/// A commit's adds, accumulated chunk by chunk as they are staged: their distinct partitions
+/// (each with a file that has them), their `add` lines (one buffer per chunk, in order) and
+/// the table form the cached snapshot takes them in.
+#[derive(Debug, Default)]
+pub(crate) struct Accumulated {
+    pub len: usize,
+    partitions: Partitions,
+    index: hashbrown::HashMap<PartitionValues, u32>,
+    shared: Vec<SharedPartitionValues>,
+    lines: Vec<Bytes>,
+    table: ByPath<Add>,
+}
+
+impl Accumulated {
+    /// Adds a chunk of files; returns its `add` lines. An invalid file (the error is an
+    /// [`Error::Invalid`] message) leaves the accumulation unchanged.
+    pub fn push(&mut self, files: Vec<AddFile>, now: i64) -> Result<Bytes, String> {
+        for file in &files {
+            validate_path(&file.path)?;
+        }
+        let lines = add_lines(&files, now);
+        self.table.reserve(files.len());
+        self.len += files.len();
+        for file in files {
+            let i = match self.index.get(&file.partition_values) {
+                Some(&i) => i,
+                None => {
+                    let i = self.partitions.len() as u32;
+                    self.partitions
+                        .push((file.partition_values.clone(), file.path.clone()));
+                    self.shared
+                        .push(SharedPartitionValues::from(file.partition_values.clone()));
+                    self.index.insert(file.partition_values.clone(), i);
+                    i
+                }
+            };
+            self.table
+                .insert(into_add(file, self.shared[i as usize].share(), now));
+        }
+        self.lines.push(lines.clone());
+        debug_assert_eq!(self.partitions.len(), self.shared.len());
+        Ok(lines)
+    }
+}
+
 /// A step of the preparation that may still be running.
 enum Stage<T> {
     Pending(tokio::sync::oneshot::Receiver<T>),
@@ -791,6 +908,17 @@ impl PreparedAdds {
             partitions: Stage::Pending(partitions_rx),
             lines: Stage::Pending(lines_rx),
             table: Stage::Pending(table_rx),
+        }
+    }
+
+    /// Adds prepared already, chunk by chunk as they were staged.
+    fn ready(adds: Accumulated) -> Self {
+        Self {
+            len: adds.len,
+            task: None,
+            partitions: Stage::Ready(Ok(adds.partitions)),
+            lines: Stage::Ready(adds.lines),
+            table: Stage::Ready(adds.table),
         }
     }
 

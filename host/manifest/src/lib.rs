@@ -7,8 +7,12 @@
 //! `_weir/`, which other engines ignore.
 //!
 //! Guarantees:
-//! - A commit is one create-only PUT of the next log version: it either lands whole or not at all,
-//!   and its cost does not depend on the number of files already in the table.
+//! - A commit is one create-only write of the next log version: it either lands whole or not at
+//!   all, and its cost does not depend on the number of files already in the table. Files can be
+//!   staged as a job's tasks finish ([`Transaction::stage`], [`StagedAdds`]); the commit then
+//!   publishes the staged body with a create-only copy (a hard link on `file://`), so its cost
+//!   does not depend on the number of files it adds either. Where the store cannot copy
+//!   create-only (S3 without a copy-if-not-exists configuration) it is one create-only PUT.
 //! - Commits are optimistic: on losing the race for a version, a writer re-checks for conflicts
 //!   (an overwrite of a partition another commit changed fails with [`Error::Conflict`]) and
 //!   retries with backoff. Every commit carries its transaction id, so after an ambiguous PUT the
@@ -56,6 +60,7 @@ mod ownership;
 mod partition;
 mod schema;
 mod snapshot;
+mod stage;
 mod table;
 mod txn;
 mod vacuum;
@@ -75,6 +80,7 @@ pub use snapshot::{
     CHECKPOINT_INTERVAL_KEY, DEFAULT_CHECKPOINT_INTERVAL, PartitionSummary, Snapshot,
     checkpoint_key, commit_key,
 };
+pub use stage::StagedAdds;
 pub use table::{CommitRecord, CreateBuilder, OpenBuilder, Table};
 pub use txn::{Transaction, TransactionBuilder};
 pub use vacuum::{VacuumBuilder, VacuumReport};

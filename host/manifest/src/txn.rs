@@ -43,6 +43,10 @@ impl Transaction {
         &self.record.id
     }
 
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// The table version when the transaction began (its commit's read version).
     pub fn read_version(&self) -> i64 {
         self.record.read_version

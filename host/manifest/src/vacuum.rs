@@ -2,6 +2,10 @@
 //! than the retention period. It never deletes log or control records (`_delta_log/`, `_weir/`,
 //! other hidden paths), files the snapshot references, or files whose name carries the id of a
 //! live in-flight transaction (a writer may still be writing them).
+//!
+//! It also removes staging objects (`_weir/txn/<id>/...`, see [`crate::StagedAdds`]) of
+//! transactions that are no longer live, once they are older than the retention period: their
+//! commit has landed (a log entry never depends on its staging object) or never will.
 
 use std::future::IntoFuture;
 use std::time::Duration;
@@ -11,7 +15,7 @@ use serde::Serialize;
 use crate::commit::now_ms;
 use crate::error::Result;
 use crate::table::Table;
-use crate::txn::live_transactions;
+use crate::txn::{TXN_DIR, live_transactions};
 
 /// What a vacuum deleted (or would delete, in a dry run) and what it kept.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -25,6 +29,8 @@ pub struct VacuumReport {
     pub kept_in_flight: Vec<String>,
     /// Unreferenced files kept because they are younger than the retention period.
     pub kept_recent: Vec<String>,
+    /// Staging objects of transactions no longer live, deleted (or to delete).
+    pub deleted_staging: Vec<String>,
 }
 
 /// Builder for [`Table::vacuum`].
@@ -85,6 +91,25 @@ impl<'a> VacuumBuilder<'a> {
             }
             report.deleted_bytes += meta.size;
             report.deleted.push(key);
+        }
+        for (key, meta) in store.list(TXN_DIR).await? {
+            // `_weir/txn/<id>.json` are registrations; `_weir/txn/<id>/...` staging objects.
+            let Some(id) = key
+                .strip_prefix(TXN_DIR)
+                .and_then(|rest| rest.strip_prefix('/'))
+                .and_then(|rest| rest.split_once('/'))
+                .map(|(id, _)| id)
+            else {
+                continue;
+            };
+            if live.iter().any(|live| live == id) || meta.last_modified.timestamp_millis() > cutoff
+            {
+                continue;
+            }
+            if !self.dry_run {
+                store.delete(&key).await?;
+            }
+            report.deleted_staging.push(key);
         }
         report.deleted.sort();
         report.kept_in_flight.sort();

@@ -17,6 +17,7 @@ use weir_store::Store;
 
 weir_store::store_tests!(
     sigkill_at_each_commit_step_is_all_or_nothing_and_reruns_exactly_once in [file, s3],
+    sigkill_at_each_staged_commit_step_is_all_or_nothing_and_reruns_exactly_once in [file, s3],
     a_failed_task_retried_commits_once_and_an_always_failing_job_commits_nothing,
 );
 
@@ -29,8 +30,8 @@ async fn new_table(store: Store) -> Table {
         .unwrap()
 }
 
-fn writer_args() -> Vec<String> {
-    [
+fn writer_args(staged: bool) -> Vec<String> {
+    let mut args: Vec<String> = [
         "--job",
         "load",
         "--run",
@@ -48,13 +49,17 @@ fn writer_args() -> Vec<String> {
     ]
     .iter()
     .map(|s| s.to_string())
-    .collect()
+    .collect();
+    if staged {
+        args.push("--staged".into());
+    }
+    args
 }
 
 /// Runs the writer until it reports reaching `failpoint`, then SIGKILLs it.
-fn run_and_kill_at(table: &Store, failpoint: &str) {
+fn run_and_kill_at(table: &Store, failpoint: &str, staged: bool) {
     let mut child = common::writer(table)
-        .args(writer_args())
+        .args(writer_args(staged))
         .env("WEIR_FAILPOINT", failpoint)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -75,8 +80,11 @@ fn run_and_kill_at(table: &Store, failpoint: &str) {
     panic!("writer exited ({status}) before failpoint {failpoint}: {seen:?}");
 }
 
-fn run_to_completion(table: &Store) -> String {
-    let out = common::writer(table).args(writer_args()).output().unwrap();
+fn run_to_completion(table: &Store, staged: bool) -> String {
+    let out = common::writer(table)
+        .args(writer_args(staged))
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "writer failed: {}",
@@ -86,14 +94,32 @@ fn run_to_completion(table: &Store) -> String {
 }
 
 async fn sigkill_at_each_commit_step_is_all_or_nothing_and_reruns_exactly_once(store: &Store) {
+    sigkill_at_each_step(store, false).await;
+}
+
+/// The same with the writer staging each file's add as it is written (`--staged`), and one
+/// more step where a staging object is published (file://): after the staging object is
+/// finished, before it is linked as the log entry.
+async fn sigkill_at_each_staged_commit_step_is_all_or_nothing_and_reruns_exactly_once(
+    store: &Store,
+) {
+    sigkill_at_each_step(store, true).await;
+}
+
+async fn sigkill_at_each_step(store: &Store, staged: bool) {
     let all: Vec<(String, i64)> = (0..90).map(|i| ("d1".to_string(), i)).collect();
-    for (failpoint, committed_before_rerun) in [
+    let mut steps = vec![
         ("before-data", false),
         ("mid-data", false),
         ("after-data", false),
         ("before-log-put", false),
         ("after-log-put", true),
-    ] {
+    ];
+    // (S3 opened by URL cannot publish a staging object, so nothing is staged there.)
+    if staged && store.may_copy_create() {
+        steps.insert(4, ("after-stage-seal", false));
+    }
+    for (failpoint, committed_before_rerun) in steps {
         let table = new_table(store.child(failpoint)).await;
         // Rows from an earlier job in another partition must survive untouched.
         let other = write_file(table.store(), "d0", "base.parquet", &[-1]).await;
@@ -105,7 +131,20 @@ async fn sigkill_at_each_commit_step_is_all_or_nothing_and_reruns_exactly_once(s
             .unwrap();
         let base = vec![("d0".to_string(), -1)];
 
-        run_and_kill_at(table.store(), failpoint);
+        run_and_kill_at(table.store(), failpoint, staged);
+        if failpoint == "after-stage-seal" {
+            // The finished staging object is there, under _weir/, and nothing in the log.
+            let staging: Vec<String> = table
+                .store()
+                .list("_weir/txn")
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|(k, _)| k)
+                .filter(|k| k.contains("/adds-"))
+                .collect();
+            assert_eq!(staging.len(), 1, "{staging:?}");
+        }
         let rows = committed_rows(&table).await;
         let expected: Vec<_> = if committed_before_rerun {
             base.iter().cloned().chain(all.iter().cloned()).collect()
@@ -115,7 +154,7 @@ async fn sigkill_at_each_commit_step_is_all_or_nothing_and_reruns_exactly_once(s
         assert_eq!(rows, expected, "after SIGKILL at {failpoint}");
 
         // The rerun of the same job run commits exactly once (or sees it is already committed).
-        let out = run_to_completion(table.store());
+        let out = run_to_completion(table.store(), staged);
         assert_eq!(
             out.contains("\"already_committed\":true"),
             committed_before_rerun,
@@ -128,7 +167,7 @@ async fn sigkill_at_each_commit_step_is_all_or_nothing_and_reruns_exactly_once(s
             "after rerun, failpoint {failpoint}"
         );
         // And once more: still exactly once.
-        let out = run_to_completion(table.store());
+        let out = run_to_completion(table.store(), staged);
         assert!(out.contains("\"already_committed\":true"), "{out}");
         assert_eq!(committed_rows(&table).await, expected);
 

@@ -30,6 +30,7 @@ weir_store::store_tests!(
     deltalake_sees_exactly_the_committed_rows in [file, s3],
     deltalake_understands_every_supported_column_type in [file, s3],
     deltalake_reads_partition_values_that_need_escaping in [file, s3],
+    deltalake_reads_staged_commits in [file, s3],
 );
 
 fn python() -> PathBuf {
@@ -161,6 +162,63 @@ async fn deltalake_sees_exactly_the_committed_rows(store: &Store) {
     assert_eq!(as_rows(&seen), expected);
     assert_eq!(seen["version"], 5);
     assert_eq!(seen["files"], 5);
+}
+
+const READ_HISTORY: &str = r#"
+t = dt.to_pyarrow_table()
+rows = sorted([r["dt"], r["id"]] for r in t.select(["dt", "id"]).to_pylist())
+history = [{"version": h.get("version"), "operation": h.get("operation"),
+            "txn": h.get("weirTxnId")} for h in dt.history()]
+print(json.dumps({"version": dt.version(), "rows": rows, "history": history}))
+sys.stdout.flush(); os._exit(0)
+"#;
+
+/// A staged commit's log entry has its adds first and its commitInfo after them; delta-rs reads
+/// it (rows and history) like any other, including an overwrite.
+async fn deltalake_reads_staged_commits(store: &Store) {
+    let table = Table::create(store.child("t"))
+        .schema(common::schema())
+        .partition_by(["dt"])
+        .await
+        .unwrap();
+    let store = table.store().clone();
+    let mut expected = Vec::new();
+    let mut txn_ids = Vec::new();
+    for (round, mode) in [Mode::Append, Mode::OverwritePartitions]
+        .into_iter()
+        .enumerate()
+    {
+        let txn = table.begin_transaction().await.unwrap();
+        let mut staged = txn.stage().await.unwrap();
+        expected.clear();
+        for (chunk, dt) in ["d1", "d2", "d1"].into_iter().enumerate() {
+            let ids: Vec<i64> = (0..3)
+                .map(|i| (round * 100 + chunk * 10 + i) as i64)
+                .collect();
+            let name = txn.data_file_name(chunk);
+            staged
+                .add([write_file(&store, dt, &name, &ids).await])
+                .await
+                .unwrap();
+            expected.extend(ids.iter().map(|&i| (dt.to_string(), i)));
+        }
+        let outcome = table.commit().staged(staged).mode(mode).await.unwrap();
+        txn_ids.push(outcome.txn_id);
+    }
+    expected.sort();
+    let seen = run_python(READ_HISTORY, &table);
+    assert_eq!(as_rows(&seen), expected);
+    assert_eq!(seen["version"], 2);
+    assert_eq!(committed_rows(&table).await, expected);
+    let history = seen["history"].as_array().unwrap();
+    for (version, txn_id) in [(1, &txn_ids[0]), (2, &txn_ids[1])] {
+        let entry = history
+            .iter()
+            .find(|h| h["version"] == version)
+            .unwrap_or_else(|| panic!("version {version} in {history:?}"));
+        assert_eq!(entry["operation"], "WRITE", "{entry}");
+        assert_eq!(entry["txn"].as_str(), Some(txn_id.as_str()), "{entry}");
+    }
 }
 
 const READ_TYPES: &str = r#"

@@ -2,10 +2,15 @@
 //! partition, writes Parquet files named with its transaction id, and commits them.
 //!
 //! Usage: `weir-manifest-writer --table URL --job J --run N --partition dt=VALUE [--rows N]
-//! [--start ID] [--files K] [--mode append|overwrite] [--owner O] [--holder H] [--lease-ttl-ms MS]`
+//! [--start ID] [--files K] [--mode append|overwrite] [--owner O] [--holder H] [--lease-ttl-ms MS]
+//! [--staged]`
+//!
+//! With `--staged`, each file's add is staged as it is written (`Transaction::stage`) and the
+//! commit publishes the staging object (`CommitBuilder::staged`).
 //!
 //! Failpoints (env `WEIR_FAILPOINT`): `before-data`, `mid-data` (after the first file),
-//! `after-data`, and the commit's own `before-log-put` / `after-log-put`. At a failpoint the
+//! `after-data`, and the commit's own `before-log-put` / `after-stage-seal` (staged only) /
+//! `after-log-put`. At a failpoint the
 //! process prints `WEIR_FAILPOINT reached: <name>` to stderr and stops until killed.
 //!
 //! Output: the commit outcome as one JSON line on stdout. Exit codes: 0 committed (or already
@@ -39,6 +44,7 @@ struct Args {
     owner: Option<String>,
     holder: Option<String>,
     lease_ttl: Duration,
+    staged: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -54,6 +60,7 @@ fn parse_args() -> Result<Args, String> {
     let mut owner = None;
     let mut holder = None;
     let mut lease_ttl = Duration::from_secs(60);
+    let mut staged = false;
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
         let int = |s: String| s.parse::<i64>().map_err(|e| format!("{flag}: {e}"));
@@ -79,6 +86,7 @@ fn parse_args() -> Result<Args, String> {
             "--owner" => owner = Some(value()?),
             "--holder" => holder = Some(value()?),
             "--lease-ttl-ms" => lease_ttl = Duration::from_millis(int(value()?)? as u64),
+            "--staged" => staged = true,
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -94,6 +102,7 @@ fn parse_args() -> Result<Args, String> {
         owner,
         holder,
         lease_ttl,
+        staged,
     })
 }
 
@@ -133,6 +142,10 @@ async fn run(args: Args) -> Result<String, Error> {
     }
     let lease = lease.await?;
     failpoint::hit("before-data");
+    let mut staged = match args.staged {
+        true => Some(txn.stage().await?),
+        false => None,
+    };
     let mut files = Vec::new();
     let per_file = (args.rows + args.files - 1) / args.files;
     for n in 0..args.files {
@@ -143,13 +156,17 @@ async fn run(args: Args) -> Result<String, Error> {
         let path = format!("{partition}/{}", txn.data_file_name(n as usize));
         let size = bytes.len() as i64;
         store.put(&path, bytes).await?;
-        files.push(AddFile {
+        let file = AddFile {
             path,
             size,
             partition_values: partition_values.clone(),
             num_records: Some(ids.len() as i64),
             ..Default::default()
-        });
+        };
+        match &mut staged {
+            Some(staged) => staged.add([file]).await?,
+            None => files.push(file),
+        }
         if n == 0 {
             failpoint::hit("mid-data");
         }
@@ -160,8 +177,11 @@ async fn run(args: Args) -> Result<String, Error> {
         .transaction(&txn)
         .job(&args.job, args.run)
         .mode(args.mode)
-        .add_files(files)
         .epochs([lease]);
+    commit = match staged {
+        Some(staged) => commit.staged(staged),
+        None => commit.add_files(files),
+    };
     if let Some(owner) = &args.owner {
         commit = commit.owner(owner);
     }
