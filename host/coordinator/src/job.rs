@@ -11,7 +11,7 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use object_store::ObjectStoreExt;
 use tokio::task::JoinSet;
 use weir_lake::{FilterOp, PartitionFilter, Projection, Scan, ScanTask, WrittenFile};
-use weir_manifest::{AddFile, Lease, Mode, Table, TableSchema, partition_path};
+use weir_manifest::{AddFile, Lease, Mode, StagedAdds, Table, TableSchema, partition_path};
 use weir_pipeline::{FilterValue, Pipeline, Scope, SinkMode, SourceKind};
 use weir_runtime::{Limits, Plugin, Runtime, RuntimeConfig};
 use weir_store::Store;
@@ -578,6 +578,15 @@ impl Job {
             Some(w) => w.clone(),
             None => Arc::new(InProcessWorker::new(prepared.plugins.iter().cloned())),
         };
+        // The sink files' adds are staged with the transaction as tasks finish, so the commit
+        // at the end is O(1) (see weir_manifest::StagedAdds).
+        let mut adds = match &txn {
+            Some(txn) => Some(txn.stage().await.map_err(|error| JobError::Manifest {
+                context: format!("staging the commit to {}", p.sink_url),
+                error,
+            })?),
+            None => None,
+        };
         let mut written: Vec<WrittenFile> = Vec::new();
         let mut staged: Vec<WrittenFile> = Vec::new();
         let staging_url = format!(
@@ -594,6 +603,7 @@ impl Job {
                 &mut report,
                 &mut written,
                 &mut staged,
+                adds.as_mut(),
             )
             .await;
         // Staged files are intermediate either way.
@@ -606,6 +616,7 @@ impl Job {
                     &txn_id,
                     txn.as_ref(),
                     &written,
+                    &mut adds,
                     rejected,
                     &mut report,
                 )
@@ -613,6 +624,12 @@ impl Job {
             }
             Err(e) => Err(e),
         };
+        // Staged adds the commit did not take (a failure, or nothing to commit) are abandoned.
+        if let Some(adds) = adds
+            && let Err(e) = adds.abort().await
+        {
+            tracing::warn!(error = %e, "cannot remove the staged commit body; vacuum will");
+        }
         if let Err(e) = outcome {
             delete_files(prepared.sink_store.url().as_str(), &written).await;
             if let Some(txn) = txn {
@@ -640,6 +657,7 @@ impl Job {
         report: &mut JobReport,
         written: &mut Vec<WrittenFile>,
         staged: &mut Vec<WrittenFile>,
+        mut adds: Option<&mut StagedAdds>,
     ) -> Result<Vec<weir_worker::RejectedRow>, JobError> {
         let p = &self.pipeline;
         let spec = &p.spec;
@@ -709,13 +727,13 @@ impl Job {
                     t
                 })
                 .collect();
-            let sink = if has_job_stage {
-                &mut *staged
+            let (sink, adds) = if has_job_stage {
+                (&mut *staged, None)
             } else {
-                &mut *written
+                (&mut *written, adds.as_deref_mut())
             };
             let results = self
-                .run_tasks(worker, tasks, prepared.parallelism, sink, report)
+                .run_tasks(worker, tasks, prepared.parallelism, sink, adds, report)
                 .await?;
             for r in results {
                 absorb(report, &r, true);
@@ -753,7 +771,9 @@ impl Job {
             } else {
                 t.input.scans = prepared.scan_tasks.clone();
             }
-            let results = self.run_tasks(worker, vec![t], 1, written, report).await?;
+            let results = self
+                .run_tasks(worker, vec![t], 1, written, adds, report)
+                .await?;
             for r in results {
                 absorb(report, &r, !task_stage_runs);
                 rejected.extend(r.rejected);
@@ -782,14 +802,16 @@ impl Job {
     }
 
     /// Runs tasks on up to `parallelism` workers with retries. Successful tasks' files are
-    /// appended to `files` as they finish; after the first failure no new task starts, running
-    /// ones finish (cleaning up after themselves if they fail), and the error is returned.
+    /// appended to `files` (and staged in `adds`, if given) as they finish; after the first
+    /// failure no new task starts, running ones finish (cleaning up after themselves if they
+    /// fail), and the error is returned.
     async fn run_tasks(
         &self,
         worker: &Arc<dyn Worker>,
         tasks: Vec<TaskSpec>,
         parallelism: usize,
         files: &mut Vec<WrittenFile>,
+        mut adds: Option<&mut StagedAdds>,
         report: &mut JobReport,
     ) -> Result<Vec<TaskResult>, JobError> {
         let max_attempts = self.pipeline.spec.limits.max_attempts.unwrap_or(3).max(1);
@@ -815,6 +837,15 @@ impl Job {
                 Ok(result) => {
                     report.tasks += 1;
                     files.extend(result.files.iter().cloned());
+                    if let Some(adds) = adds.as_deref_mut()
+                        && failure.is_none()
+                        && let Err(error) = adds.add(result.files.iter().map(add_file)).await
+                    {
+                        failure = Some(JobError::Manifest {
+                            context: format!("staging the files of task {}", result.task),
+                            error,
+                        });
+                    }
                     results.push(result);
                 }
                 Err(e) => {
@@ -839,6 +870,7 @@ impl Job {
         txn_id: &str,
         txn: Option<&weir_manifest::Transaction>,
         written: &[WrittenFile],
+        adds: &mut Option<StagedAdds>,
         rejected: Vec<weir_worker::RejectedRow>,
         report: &mut JobReport,
     ) -> Result<(), JobError> {
@@ -936,29 +968,25 @@ impl Job {
                 }
             }
         }
-        let files: Vec<AddFile> = written
-            .iter()
-            .map(|f| AddFile {
-                path: f.path.clone(),
-                size: f.size as i64,
-                partition_values: f.partition_values.clone(),
-                num_records: Some(f.num_records as i64),
-                stats: f.stats.clone(),
-                modification_time: None,
-            })
-            .collect();
         let mut builder = table.commit();
-        builder = match txn {
-            Some(txn) => builder.transaction(txn),
-            None => builder
+        builder = match (txn, adds.take()) {
+            // The files were staged as their tasks finished.
+            (Some(txn), Some(staged)) => {
+                debug_assert_eq!(staged.len(), written.len(), "every sink file is staged");
+                builder.transaction(txn).staged(staged)
+            }
+            (Some(txn), None) => builder
+                .transaction(txn)
+                .add_files(written.iter().map(add_file)),
+            (None, _) => builder
                 .txn_id(txn_id)
-                .read_version(table.snapshot().version()),
+                .read_version(table.snapshot().version())
+                .add_files(written.iter().map(add_file)),
         };
         builder = builder
             .job(job, run)
             .mode(mode)
             .schema(table_schema(&prepared.output_schema)?)
-            .add_files(files)
             .epochs(leases.clone());
         if let Some(owner) = &spec.sink.owner {
             builder = builder.owner(owner.clone());
@@ -982,6 +1010,18 @@ impl IntoFuture for Job {
     type IntoFuture = BoxFuture<'static, Result<JobReport, JobError>>;
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(self.run())
+    }
+}
+
+/// The add of a written sink file.
+fn add_file(f: &WrittenFile) -> AddFile {
+    AddFile {
+        path: f.path.clone(),
+        size: f.size as i64,
+        partition_values: f.partition_values.clone(),
+        num_records: Some(f.num_records as i64),
+        stats: f.stats.clone(),
+        modification_time: None,
     }
 }
 

@@ -355,6 +355,12 @@ async fn rejected_row_without_dead_letter_fails_naming_plugin_and_row_and_commit
         .filter(|f| !f.starts_with("_weir/"))
         .collect();
     assert_eq!(after, before, "a failed run leaves no data or log files");
+    // Nor its transaction: the registration is finished and the staged commit body aborted.
+    let txn_left: Vec<String> = files_below(&dir.path().join("clean"))
+        .into_iter()
+        .filter(|f| f.starts_with("_weir/txn/"))
+        .collect();
+    assert!(txn_left.is_empty(), "{txn_left:?}");
     let out = py(
         "import sys\nfrom deltalake import DeltaTable\nprint(DeltaTable(sys.argv[1]).version())",
         &[&dir.path().join("clean")],
