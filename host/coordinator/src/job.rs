@@ -1118,14 +1118,7 @@ async fn commit_quarantine(
         .job(job, run)
         .mode(Mode::Append)
         .schema(schema)
-        .add_files(files.iter().map(|f| AddFile {
-            path: f.path.clone(),
-            size: f.size as i64,
-            partition_values: f.partition_values.clone(),
-            num_records: Some(f.num_records as i64),
-            stats: f.stats.clone(),
-            modification_time: None,
-        }))
+        .add_files(files.iter().map(add_file))
         .await;
     match outcome {
         Ok(o) => {

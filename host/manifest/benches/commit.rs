@@ -58,20 +58,22 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
-/// Latency of committing `n` files to a fresh table (after a warm-up commit), and the size of
-/// the log entry it wrote.
-async fn weir_commit(root: &std::path::Path, n: usize, rep: usize) -> (Duration, u64) {
-    let url = root
-        .join(format!("weir-{n}-{rep}"))
-        .to_str()
-        .expect("utf8")
-        .to_string();
+/// A fresh table `name` under `root`, after a one-file warm-up commit.
+async fn warm_table(root: &std::path::Path, name: &str) -> Table {
+    let url = root.join(name).to_str().expect("utf8").to_string();
     let table = create(&url, 1_000_000).await;
     table
         .commit()
         .add_files(files(1, "warm"))
         .await
         .expect("warm-up");
+    table
+}
+
+/// Latency of committing `n` files to a fresh table (after a warm-up commit), and the size of
+/// the log entry it wrote.
+async fn weir_commit(root: &std::path::Path, n: usize, rep: usize) -> (Duration, u64) {
+    let table = warm_table(root, &format!("weir-{n}-{rep}")).await;
     // Named like a transaction's files (a 32-character id), as the staged commits' are.
     let batch = files(n, "00000000000000000000000000000000");
     let start = Instant::now();
@@ -100,17 +102,7 @@ async fn staged_commit(
     chunk: usize,
     rep: usize,
 ) -> (Duration, Duration, u64) {
-    let url = root
-        .join(format!("staged-{n}-{rep}"))
-        .to_str()
-        .expect("utf8")
-        .to_string();
-    let table = create(&url, 1_000_000).await;
-    table
-        .commit()
-        .add_files(files(1, "warm"))
-        .await
-        .expect("warm-up");
+    let table = warm_table(root, &format!("staged-{n}-{rep}")).await;
     let txn = table.begin_transaction().job("job").await.expect("txn");
     let mut staged = txn.stage().await.expect("stage");
     let mut chunks: Vec<Vec<AddFile>> = Vec::new();
