@@ -259,6 +259,15 @@ impl TableCommand {
                 for path in &report.deleted {
                     out.push_str(&format!("\n  {path}"));
                 }
+                if !report.deleted_staging.is_empty() {
+                    out.push_str(&format!(
+                        "\n{verb} {} staging objects of finished transactions",
+                        report.deleted_staging.len()
+                    ));
+                    for key in &report.deleted_staging {
+                        out.push_str(&format!("\n  {key}"));
+                    }
+                }
                 Ok(out)
             }
         }
@@ -561,6 +570,10 @@ mod tests {
 
         std::fs::create_dir_all(dir.path().join("t/dt=2026-01-01")).unwrap();
         std::fs::write(dir.path().join("t/dt=2026-01-01/orphan.parquet"), b"x").unwrap();
+        // The staged adds of a transaction that never registered (so is not live).
+        let staging = dir.path().join("t/_weir/txn/0badc0de/adds-1.json");
+        std::fs::create_dir_all(staging.parent().unwrap()).unwrap();
+        std::fs::write(&staging, b"{}\n").unwrap();
         let dry = weir(
             &["vacuum", &url, "--dry-run", "--retention-hours", "0"],
             OutputFormat::Text,
@@ -571,7 +584,13 @@ mod tests {
             dry.contains("would delete 1 files") && dry.contains("orphan.parquet"),
             "{dry}"
         );
+        assert!(
+            dry.contains("would delete 1 staging objects")
+                && dry.contains("_weir/txn/0badc0de/adds-1.json"),
+            "{dry}"
+        );
         assert!(dir.path().join("t/dt=2026-01-01/orphan.parquet").exists());
+        assert!(staging.exists());
         let done: Value = serde_json::from_str(
             &weir(
                 &["vacuum", &url, "--retention-hours", "0"],
@@ -582,7 +601,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(done["deleted"], json!(["dt=2026-01-01/orphan.parquet"]));
+        assert_eq!(
+            done["deleted_staging"],
+            json!(["_weir/txn/0badc0de/adds-1.json"])
+        );
         assert!(!dir.path().join("t/dt=2026-01-01/orphan.parquet").exists());
+        assert!(!staging.exists());
     }
 
     #[tokio::test]

@@ -17,6 +17,9 @@
 //! all files at commit time in one create-only PUT (`add_files`), and the store's floor for that
 //! PUT: bare create-only PUTs of bodies the size of the two log entries (on file:// it fsyncs, so
 //! a large body costs what the disk takes to write it).
+//!
+//! Snapshot loads open the three tables (10 versions; 10,000 appends; 10,000 overwrites) in turn,
+//! `WEIR_BENCH_LOAD_REPS` rounds (default 41), and compare their medians.
 
 use std::time::{Duration, Instant};
 
@@ -282,17 +285,33 @@ async fn table_with_versions(root: &std::path::Path, versions: usize, overwrite:
     url
 }
 
-async fn load_time(url: &str, reps: usize) -> (Duration, i64, usize) {
-    let mut times = Vec::new();
-    let mut last = (0, 0);
+/// One open of the table at `url`: its time, version and file count.
+async fn load_once(url: &str) -> (Duration, i64, usize) {
+    let store = Store::from_url(url).expect("store");
+    let start = Instant::now();
+    let table = Table::open(store).await.expect("open");
+    let elapsed = start.elapsed();
+    let snapshot = table.snapshot();
+    (elapsed, snapshot.version(), snapshot.file_count())
+}
+
+/// The median time to open each table in `urls`, over `reps` rounds that open each once in turn
+/// (so all see the same machine load), with the version and file count of each.
+async fn load_times(urls: &[&str], reps: usize) -> Vec<(Duration, i64, usize)> {
+    let mut times = vec![Vec::with_capacity(reps); urls.len()];
+    let mut last = vec![(0, 0); urls.len()];
     for _ in 0..reps {
-        let store = Store::from_url(url).expect("store");
-        let start = Instant::now();
-        let table = Table::open(store).await.expect("open");
-        times.push(start.elapsed());
-        last = (table.snapshot().version(), table.snapshot().file_count());
+        for (i, url) in urls.iter().enumerate() {
+            let (t, version, files) = load_once(url).await;
+            times[i].push(t);
+            last[i] = (version, files);
+        }
     }
-    (median(times), last.0, last.1)
+    times
+        .into_iter()
+        .zip(last)
+        .map(|(t, (version, files))| (median(t), version, files))
+        .collect()
 }
 
 fn verdict(ok: bool) -> &'static str {
@@ -343,7 +362,7 @@ async fn profile_load(root: &std::path::Path) {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(300);
-    let (t, v, f) = load_time(&url, reps).await;
+    let (t, v, f) = load_times(&[&url], reps).await[0];
     println!("{which}: {} versions, {f} files: {:.3} ms", v + 1, ms(t));
 }
 
@@ -405,10 +424,16 @@ async fn loads(root: &std::path::Path) {
     let small = table_with_versions(root, 10, false).await;
     let large = table_with_versions(root, 10_000, false).await;
     let large_const = table_with_versions(root, 10_000, true).await;
-    let (l10, v10, f10) = load_time(&small, 21).await;
-    let (l10k, v10k, f10k) = load_time(&large, 7).await;
-    let (lc, vc, fc) = load_time(&large_const, 7).await;
-    println!("snapshot load (median):");
+    let reps = std::env::var("WEIR_BENCH_LOAD_REPS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(41);
+    let [(l10, v10, f10), (l10k, v10k, f10k), (lc, vc, fc)] =
+        load_times(&[&small, &large, &large_const], reps).await[..]
+    else {
+        unreachable!("one result per table")
+    };
+    println!("snapshot load (median of {reps}, the three tables opened in turn):");
     println!(
         "  {:>6} versions, {:>6} files: {:9.3} ms",
         v10 + 1,

@@ -274,8 +274,10 @@ pub(crate) fn decode(bytes: Bytes, version: i64) -> Result<LogReplay, String> {
     // column chunks' null counts): the few protocol/metaData/txn rows do not make every row
     // group decode those (wide, nested) columns, nor an append-only table its empty `remove`.
     // `remove` itself is left for [`LazyRemoves`].
-    // Decoded on this thread: on a loaded 2-core machine, decoding row groups on scoped threads
-    // measured slower (thread start-up, cross-thread frees of every string) than doing it here.
+    // Decoded on this thread. With glibc's allocator, decoding anywhere else (half the row
+    // groups on a scoped thread, or all of them on the blocking pool) measured 1.7x slower even
+    // on an idle machine: the snapshot's strings are then freed across malloc arenas, which
+    // trims and re-faults the decoding thread's heap.
     // Consecutive row groups that need the same columns share one reader.
     let remove_root = remove_root(&metadata);
     let mut plan: Vec<(Vec<usize>, Vec<usize>)> = Vec::new();
@@ -467,15 +469,26 @@ mod fast {
         }
 
         /// The partition values at `row`, shared with every other row that has the same.
+        /// `last` is the previous call's row and result: rows are sorted by path, so runs of
+        /// one partition are the common case, and comparing with the previous row is cheaper
+        /// than hashing.
         fn shared_at(
             &self,
             row: usize,
             interner: &mut ValuesInterner,
+            last: &mut Option<(usize, SharedPartitionValues)>,
         ) -> Option<SharedPartitionValues> {
             if self.map.is_null(row) {
                 return None;
             }
-            Some(interner.intern(self.entries(row)))
+            if let Some((previous, values)) = last
+                && self.entries(*previous).eq(self.entries(row))
+            {
+                return Some(values.share());
+            }
+            let values = interner.intern(self.entries(row));
+            *last = Some((row, values.share()));
+            Some(values)
         }
     }
 
@@ -512,6 +525,7 @@ mod fast {
             Some(c) => Some(StringMap::new(c)?),
             None => None,
         };
+        let mut last_values = None;
         let mut run = || {
             for row in 0..s.len() {
                 if s.is_null(row) {
@@ -528,7 +542,9 @@ mod fast {
                 }
                 sink(Add {
                     path: key_at(path, row, "add")?,
-                    partition_values: pv.shared_at(row, interner).unwrap_or_default(),
+                    partition_values: pv
+                        .shared_at(row, interner, &mut last_values)
+                        .unwrap_or_default(),
                     size: size.value(row),
                     modification_time: mtime.value(row),
                     data_change: data_change.value(row),
@@ -556,6 +572,7 @@ mod fast {
         let extended = s.column_by_name("extendedFileMetadata")?.as_boolean_opt()?;
         let pv = StringMap::new(s.column_by_name("partitionValues")?)?;
         let size = s.column_by_name("size")?.as_primitive_opt::<Int64Type>()?;
+        let mut last_values = None;
         let mut run = || {
             for row in 0..s.len() {
                 if s.is_null(row) {
@@ -569,7 +586,7 @@ mod fast {
                     deletion_timestamp: (!deleted.is_null(row)).then(|| deleted.value(row)),
                     data_change: data_change.value(row),
                     extended_file_metadata: (!extended.is_null(row)).then(|| extended.value(row)),
-                    partition_values: pv.shared_at(row, interner),
+                    partition_values: pv.shared_at(row, interner, &mut last_values),
                     size: (!size.is_null(row)).then(|| size.value(row)),
                 });
             }
@@ -658,6 +675,64 @@ mod tests {
         );
         assert_eq!(decoded.metadata(), snapshot.metadata());
         assert_eq!(decoded.protocol(), snapshot.protocol());
+    }
+
+    /// Runs of one partition share its values; a neighbour that differs in any value (a null
+    /// and an empty string included) gets its own.
+    #[test]
+    fn neighbouring_rows_share_partition_values_only_when_equal() {
+        let mut replay = LogReplay::default();
+        replay.apply(Action::Protocol(Default::default()));
+        replay.apply(Action::MetaData(crate::actions::Metadata {
+            id: "t".into(),
+            name: None,
+            description: None,
+            format: Default::default(),
+            schema_string: crate::schema::TableSchema::parse_spec("id:long,a:string,b:string")
+                .unwrap()
+                .to_schema_string(),
+            partition_columns: vec!["a".into(), "b".into()],
+            configuration: Default::default(),
+            created_time: None,
+        }));
+        let values = [
+            ("1", Some("1")),
+            ("1", Some("2")),
+            ("1", Some("2")),
+            ("2", None),
+            ("2", Some("")),
+            ("2", None),
+        ];
+        for (i, (a, b)) in values.iter().enumerate() {
+            replay.apply(Action::Add(Add {
+                path: format!("f{i}.parquet"),
+                partition_values: [
+                    ("a".to_string(), Some(a.to_string())),
+                    ("b".to_string(), b.map(str::to_string)),
+                ]
+                .into(),
+                size: 1,
+                modification_time: 1,
+                data_change: true,
+                stats: None,
+                tags: None,
+            }));
+        }
+        let snapshot = replay.into_snapshot(1, "memory://x").unwrap();
+        let (bytes, _) = encode(&snapshot).unwrap();
+        let decoded = decode(bytes, 1)
+            .unwrap()
+            .into_snapshot(1, "memory://x")
+            .unwrap();
+        let file = |i: usize| decoded.file(&format!("f{i}.parquet")).unwrap();
+        for i in 0..values.len() {
+            assert_eq!(file(i), snapshot.file(&format!("f{i}.parquet")).unwrap());
+        }
+        let shared = |i: usize, j: usize| {
+            std::ptr::eq(&*file(i).partition_values, &*file(j).partition_values)
+        };
+        assert!(shared(1, 2) && shared(3, 5));
+        assert!(!shared(0, 1) && !shared(3, 4));
     }
 
     /// A checkpoint's tombstones are left undecoded on load; once decoded, those whose path a

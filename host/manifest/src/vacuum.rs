@@ -114,6 +114,7 @@ impl<'a> VacuumBuilder<'a> {
         report.deleted.sort();
         report.kept_in_flight.sort();
         report.kept_recent.sort();
+        report.deleted_staging.sort();
         tracing::info!(
             deleted = report.deleted.len(),
             dry_run = self.dry_run,

@@ -7,7 +7,7 @@
 //!   a table never look at it.
 //! - On `file://` the object is the file at the key itself, appended to in place: each
 //!   [`StagingWriter::append`] writes and (unless `WEIR_FILE_FSYNC=false`) fsyncs its bytes, so
-//!   [`StagingWriter::finish`] only has the last piece left to make durable, and the publishing
+//!   [`StagingWriter::finish`] has nothing left to make durable, and the publishing
 //!   copy is a hard link (its directory fsynced). The cost of publishing does not grow with
 //!   the object.
 //! - Elsewhere it is a multipart upload (memory: parts as they come; S3: buffered to the store's
@@ -114,22 +114,13 @@ impl StagingWriter {
     /// Makes the staged object whole and durable under its key.
     pub async fn finish(mut self) -> Result<()> {
         match std::mem::replace(&mut self.inner, Inner::Closed) {
-            Inner::Local { file, path, fsync } => {
-                let Some(handle) = file else {
-                    return Err(self.closed());
-                };
-                // Every append was synced already; this is a no-op unless fsync is off.
-                if fsync {
-                    let synced = tokio::task::spawn_blocking(move || handle.sync_all()).await;
-                    let source = match synced {
-                        Ok(Ok(())) => return Ok(()),
-                        Ok(Err(e)) => e,
-                        Err(e) => std::io::Error::other(e.to_string()),
-                    };
-                    let _ = std::fs::remove_file(&path);
-                    return Err(self.io(source));
+            Inner::Local { file, .. } => {
+                // Every append was written and (with fsync on) synced, its new length
+                // included: nothing is left to make durable.
+                match file {
+                    Some(_) => Ok(()),
+                    None => Err(self.closed()),
                 }
-                Ok(())
             }
             Inner::Multipart(writer) => writer.finish().await.map(|_| ()),
             Inner::Closed => Err(self.closed()),
