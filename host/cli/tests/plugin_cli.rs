@@ -161,6 +161,11 @@ fn scaffold_build_inspect_and_test_a_new_plugin() {
         shown.contains("plugin shout 0.1.0") && shown.contains("nope"),
         "{shown}"
     );
+    assert_eq!(
+        shown.matches("invalid config").count(),
+        1,
+        "the reason is said once: {shown}"
+    );
 }
 
 #[test]

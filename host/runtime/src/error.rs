@@ -161,11 +161,9 @@ impl fmt::Display for PluginError {
     }
 }
 
-impl std::error::Error for PluginError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.kind)
-    }
-}
+/// No `source`: the message already ends with the kind's, and a report that walks the chain
+/// (`{:#}`) would say it twice. Match on [`PluginError::kind`] instead.
+impl std::error::Error for PluginError {}
 
 fn humanize(d: &Duration) -> String {
     if d.as_millis().is_multiple_of(1000) {
