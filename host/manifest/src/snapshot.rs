@@ -486,20 +486,29 @@ pub(crate) async fn read_version(store: &Store, version: i64) -> Result<Option<V
 }
 
 /// How many versions to fetch at once when reading forward.
-const READ_AHEAD: usize = 8;
+pub(crate) const READ_AHEAD: usize = 8;
 
-/// Reads versions `from..` until the first missing one, calling `apply` in order.
+/// How many versions to fetch at once first when reading forward from a checkpoint: enough for
+/// all the versions up to the next checkpoint at the default interval and the missing one after
+/// them, so they all come in one round trip, started while the checkpoint is fetched (and not a
+/// second round once it is decoded).
+const READ_AHEAD_AFTER_CHECKPOINT: usize = DEFAULT_CHECKPOINT_INTERVAL as usize;
+
+/// Reads versions `from..` until the first missing one, calling `apply` in order; the first
+/// `first_batch` at once, then [`READ_AHEAD`] at a time.
 pub(crate) async fn read_forward(
     store: &Store,
     from: i64,
+    first_batch: usize,
     mut apply: impl FnMut(i64, Vec<Action>) -> Result<()>,
 ) -> Result<Option<i64>> {
     let mut next = from;
     let mut last = None;
+    let mut size = first_batch.max(1);
     loop {
-        let batch: Vec<_> = futures::stream::iter(next..next + READ_AHEAD as i64)
+        let batch: Vec<_> = futures::stream::iter(next..next + size as i64)
             .map(|v| async move { (v, read_version(store, v).await) })
-            .buffered(READ_AHEAD)
+            .buffered(size)
             .collect()
             .await;
         for (version, result) in batch {
@@ -511,7 +520,8 @@ pub(crate) async fn read_forward(
                 None => return Ok(last),
             }
         }
-        next += READ_AHEAD as i64;
+        next += size as i64;
+        size = READ_AHEAD;
     }
 }
 
@@ -540,7 +550,7 @@ pub(crate) async fn load(store: &Store) -> Result<Snapshot> {
             }
         }
         None => {
-            read_forward(store, start, apply).await?;
+            read_forward(store, start, READ_AHEAD, apply).await?;
         }
     }
     if version < 0 {
@@ -563,10 +573,15 @@ async fn start_point(store: &Store) -> Result<(LogReplay, i64, Option<Versions>)
                 let mut later = Vec::new();
                 let (checkpoint, read) = futures::join!(
                     checkpoint::read(store, last.version),
-                    read_forward(store, last.version + 1, |v, actions| {
-                        later.push((v, actions));
-                        Ok(())
-                    })
+                    read_forward(
+                        store,
+                        last.version + 1,
+                        READ_AHEAD_AFTER_CHECKPOINT,
+                        |v, actions| {
+                            later.push((v, actions));
+                            Ok(())
+                        }
+                    )
                 );
                 match checkpoint {
                     Ok(replay) => {

@@ -94,7 +94,7 @@ impl Table {
     pub async fn refresh(&self) -> Result<Arc<Snapshot>> {
         let from = self.snapshot().version() + 1;
         let mut new = Vec::new();
-        snapshot::read_forward(self.store(), from, |v, actions| {
+        snapshot::read_forward(self.store(), from, snapshot::READ_AHEAD, |v, actions| {
             new.push((v, actions));
             Ok(())
         })
