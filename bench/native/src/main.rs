@@ -11,6 +11,10 @@ use weir_bench_native::NativeWorker;
 use weir_coordinator::Job;
 use weir_pipeline::Pipeline;
 
+/// The allocator `weir` ships with (host/cli/src/main.rs).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     about = "weir run, with the plugins linked natively (the benchmark's no-sandbox baseline)"

