@@ -601,8 +601,9 @@ mod tests {
     use super::*;
     use crate::actions::{Add, Remove};
 
-    #[test]
-    fn checkpoint_round_trips_through_the_fast_decoder() {
+    /// The replay state of a new table: its protocol and a metaData with this schema spec and
+    /// these partition columns.
+    fn new_table(schema: &str, partition_columns: &[&str]) -> LogReplay {
         let mut replay = LogReplay::default();
         replay.apply(Action::Protocol(Default::default()));
         replay.apply(Action::MetaData(crate::actions::Metadata {
@@ -610,13 +611,19 @@ mod tests {
             name: None,
             description: None,
             format: Default::default(),
-            schema_string: crate::schema::TableSchema::parse_spec("id:long,dt:string")
+            schema_string: crate::schema::TableSchema::parse_spec(schema)
                 .unwrap()
                 .to_schema_string(),
-            partition_columns: vec!["dt".into()],
+            partition_columns: partition_columns.iter().map(|c| c.to_string()).collect(),
             configuration: Default::default(),
             created_time: None,
         }));
+        replay
+    }
+
+    #[test]
+    fn checkpoint_round_trips_through_the_fast_decoder() {
+        let mut replay = new_table("id:long,dt:string", &["dt"]);
         for i in 0..3 {
             replay.apply(Action::Add(Add {
                 path: format!("dt=d{i}/f.parquet"),
@@ -681,20 +688,7 @@ mod tests {
     /// and an empty string included) gets its own.
     #[test]
     fn neighbouring_rows_share_partition_values_only_when_equal() {
-        let mut replay = LogReplay::default();
-        replay.apply(Action::Protocol(Default::default()));
-        replay.apply(Action::MetaData(crate::actions::Metadata {
-            id: "t".into(),
-            name: None,
-            description: None,
-            format: Default::default(),
-            schema_string: crate::schema::TableSchema::parse_spec("id:long,a:string,b:string")
-                .unwrap()
-                .to_schema_string(),
-            partition_columns: vec!["a".into(), "b".into()],
-            configuration: Default::default(),
-            created_time: None,
-        }));
+        let mut replay = new_table("id:long,a:string,b:string", &["a", "b"]);
         let values = [
             ("1", Some("1")),
             ("1", Some("2")),
@@ -756,20 +750,7 @@ mod tests {
             stats: None,
             tags: None,
         };
-        let mut replay = LogReplay::default();
-        replay.apply(Action::Protocol(Default::default()));
-        replay.apply(Action::MetaData(crate::actions::Metadata {
-            id: "t".into(),
-            name: None,
-            description: None,
-            format: Default::default(),
-            schema_string: crate::schema::TableSchema::parse_spec("id:long")
-                .unwrap()
-                .to_schema_string(),
-            partition_columns: vec![],
-            configuration: Default::default(),
-            created_time: None,
-        }));
+        let mut replay = new_table("id:long", &[]);
         replay.apply(Action::Add(add("live")));
         for path in ["kept", "re-added", "removed-again"] {
             replay.apply(Action::Remove(remove(path, 1)));
@@ -805,20 +786,7 @@ mod tests {
 
     #[test]
     fn large_checkpoints_have_several_row_groups_and_decode_in_order() {
-        let mut replay = LogReplay::default();
-        replay.apply(Action::Protocol(Default::default()));
-        replay.apply(Action::MetaData(crate::actions::Metadata {
-            id: "t".into(),
-            name: None,
-            description: None,
-            format: Default::default(),
-            schema_string: crate::schema::TableSchema::parse_spec("id:long,dt:string")
-                .unwrap()
-                .to_schema_string(),
-            partition_columns: vec!["dt".into()],
-            configuration: Default::default(),
-            created_time: None,
-        }));
+        let mut replay = new_table("id:long,dt:string", &["dt"]);
         let n = ROW_GROUP_ROWS * 2 + 5;
         for i in 0..n {
             replay.apply(Action::Add(Add {
