@@ -54,7 +54,7 @@ use weir_store::Store;
 use crate::error::{Error, Result};
 use crate::hive;
 use crate::object_path;
-use crate::stats::StatsCollector;
+use crate::stats::FileStats;
 
 /// Default target size of one file.
 pub const DEFAULT_TARGET_FILE_SIZE: u64 = 128 * 1024 * 1024;
@@ -86,7 +86,7 @@ type PartitionKey = Vec<Option<String>>;
 struct OpenFile {
     key: String,
     writer: AsyncArrowWriter<ObjectSink>,
-    stats: StatsCollector,
+    stats: FileStats,
     last_used: u64,
 }
 
@@ -336,7 +336,7 @@ impl PartitionedWriter {
                 .write(&chunk)
                 .await
                 .map_err(|e| write_error(&url, e))?;
-            file.stats.update(&chunk);
+            file.stats.observe(&chunk);
             if file.writer.in_progress_size() >= self.row_group_bytes {
                 file.writer
                     .flush()
@@ -394,7 +394,7 @@ impl PartitionedWriter {
         Ok(OpenFile {
             key: file_key,
             writer,
-            stats: StatsCollector::new(&layout.data_schema),
+            stats: FileStats::new(&layout.data_schema),
             last_used: self.clock,
         })
     }
@@ -416,25 +416,33 @@ impl PartitionedWriter {
             return Ok(());
         };
         let url = self.store.url_of(&file.key);
-        if let Err(e) = file.writer.finish().await {
-            let mut sink = file.writer.into_inner();
-            let _ = sink.abort().await;
-            return Err(write_error(&url, e));
-        }
+        let footer = match file.writer.finish().await {
+            Ok(footer) => footer,
+            Err(e) => {
+                let mut sink = file.writer.into_inner();
+                let _ = sink.abort().await;
+                return Err(write_error(&url, e));
+            }
+        };
         let size = file.writer.bytes_written() as u64;
+        let Some(layout) = &self.layout else {
+            unreachable!("a file is open, so write set the layout")
+        };
+        let num_records = u64::try_from(footer.file_metadata().num_rows()).unwrap_or(0);
+        let stats = file.stats.to_json(&layout.data_schema, &footer);
         let partition_values = self
             .partition_columns
             .iter()
             .cloned()
             .zip(key.iter().cloned())
             .collect();
-        tracing::debug!(%url, size, rows = file.stats.num_records(), "wrote parquet file");
+        tracing::debug!(%url, size, rows = num_records, "wrote parquet file");
         self.written.push(WrittenFile {
             path: file.key,
             size,
             partition_values,
-            num_records: file.stats.num_records(),
-            stats: Some(file.stats.to_json()),
+            num_records,
+            stats: Some(stats),
         });
         Ok(())
     }

@@ -1,20 +1,24 @@
 //! Per-file column statistics in the Delta `add.stats` JSON form:
 //! `{"numRecords":N,"minValues":{..},"maxValues":{..},"nullCount":{..}}`.
 //!
+//! The bounds come from the Parquet writer's own column-chunk statistics, read from the footer
+//! it returns on close, so no value is compared twice: the writer already computes them for
+//! every chunk. The only pass of our own looks for NaN in float columns, which Parquet's
+//! statistics skip.
+//!
 //! - Min/max for integers, floats, strings, Date32 (`YYYY-MM-DD`) and microsecond timestamps
 //!   (ISO-8601 UTC with `Z`). Booleans, binary and decimals get a null count only; nested
 //!   columns (struct, list, map) are skipped entirely.
 //! - Every bound is exact or safely wide: string minimums are truncated to a 32-character
-//!   prefix (still a lower bound); a string maximum longer than 32 characters is omitted, as
-//!   are float bounds of a column holding NaN or infinities (readers treat a missing bound as
-//!   unknown).
+//!   prefix (still a lower bound); a string maximum longer than 32 characters, or one the
+//!   writer truncated, is omitted; so are the bounds of a float column holding NaN, and an
+//!   infinite bound (readers treat a missing bound as unknown).
 
-use arrow::array::{Array, ArrayRef, AsArray, GenericStringArray, OffsetSizeTrait};
-use arrow::compute::{cast, kernels::aggregate};
-use arrow::datatypes::{
-    DataType, Date32Type, Float64Type, Int64Type, TimeUnit, TimestampMicrosecondType, UInt64Type,
-};
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{DataType, Float32Type, Float64Type, Schema, TimeUnit};
 use arrow::record_batch::RecordBatch;
+use parquet::file::metadata::ParquetMetaData;
+use parquet::file::statistics::Statistics;
 use serde_json::{Map, Value};
 
 const STRING_PREFIX_CHARS: usize = 32;
@@ -70,95 +74,74 @@ fn kind_of(data_type: &DataType) -> Kind {
     }
 }
 
+/// What one file's statistics need beyond the Parquet footer: which float columns held NaN.
+/// Feed it every batch written to the file, then turn the footer into JSON with
+/// [`to_json`](Self::to_json).
 #[derive(Debug)]
-struct ColumnStats {
-    name: String,
-    kind: Kind,
-    min: Option<Bound>,
-    max: Option<Bound>,
-    /// Bounds are unusable (NaN or infinite floats seen).
-    poisoned: bool,
-    null_count: u64,
+pub(crate) struct FileStats {
+    /// Per top-level column: a float column that has seen NaN.
+    nan_seen: Vec<bool>,
 }
 
-/// Accumulates statistics over the batches written to one file.
-#[derive(Debug)]
-pub(crate) struct StatsCollector {
-    num_records: u64,
-    columns: Vec<ColumnStats>,
-}
-
-impl StatsCollector {
-    pub(crate) fn new(schema: &arrow::datatypes::Schema) -> Self {
-        let columns = schema
-            .fields()
-            .iter()
-            .map(|f| ColumnStats {
-                name: f.name().clone(),
-                kind: kind_of(f.data_type()),
-                min: None,
-                max: None,
-                poisoned: false,
-                null_count: 0,
-            })
-            .collect();
+impl FileStats {
+    pub(crate) fn new(schema: &Schema) -> Self {
         Self {
-            num_records: 0,
-            columns,
+            nan_seen: vec![false; schema.fields().len()],
         }
     }
 
-    pub(crate) fn num_records(&self) -> u64 {
-        self.num_records
-    }
-
-    pub(crate) fn update(&mut self, batch: &RecordBatch) {
-        self.num_records += batch.num_rows() as u64;
-        for (stats, array) in self.columns.iter_mut().zip(batch.columns()) {
-            if stats.kind == Kind::Skip {
+    /// Notes NaN in the batch's float columns (the batch has the file's schema).
+    pub(crate) fn observe(&mut self, batch: &RecordBatch) {
+        for (seen, array) in self.nan_seen.iter_mut().zip(batch.columns()) {
+            if *seen {
                 continue;
             }
-            stats.null_count += array.null_count() as u64;
-            if stats.kind != Kind::Ordered || stats.poisoned {
-                continue;
-            }
-            match min_max(array) {
-                MinMax::Poisoned => stats.poisoned = true,
-                MinMax::Empty => {}
-                MinMax::Some(lo, hi) => {
-                    if stats.min.as_ref().is_none_or(|m| lo < *m) {
-                        stats.min = Some(lo);
-                    }
-                    if stats.max.as_ref().is_none_or(|m| hi > *m) {
-                        stats.max = Some(hi);
-                    }
-                }
-            }
+            *seen = match array.data_type() {
+                DataType::Float32 => has_nan(array.as_primitive::<Float32Type>(), f32::is_nan),
+                DataType::Float64 => has_nan(array.as_primitive::<Float64Type>(), f64::is_nan),
+                _ => false,
+            };
         }
     }
 
-    /// The Delta stats JSON string.
-    pub(crate) fn to_json(&self) -> String {
+    /// The Delta stats JSON string of the file whose schema is `schema` and whose footer is
+    /// `footer`.
+    pub(crate) fn to_json(&self, schema: &Schema, footer: &ParquetMetaData) -> String {
+        debug_assert_eq!(schema.fields().len(), self.nan_seen.len());
+        let leaves = footer.file_metadata().schema_descr();
         let mut min_values = Map::new();
         let mut max_values = Map::new();
         let mut null_count = Map::new();
-        for stats in &self.columns {
-            if stats.kind == Kind::Skip {
+        for (field, &nan_seen) in schema.fields().iter().zip(&self.nan_seen) {
+            let kind = kind_of(field.data_type());
+            if kind == Kind::Skip {
                 continue;
             }
-            null_count.insert(stats.name.clone(), Value::from(stats.null_count));
-            if stats.poisoned {
+            // A top-level primitive column is the one leaf whose path is just its name.
+            let Some(leaf) = (0..leaves.num_columns()).find(|&i| {
+                let column = leaves.column(i);
+                let parts = column.path().parts();
+                parts.len() == 1 && parts[0] == *field.name()
+            }) else {
+                continue;
+            };
+            let column = merge_row_groups(field.data_type(), footer, leaf);
+            if let Some(nulls) = column.null_count {
+                null_count.insert(field.name().clone(), Value::from(nulls));
+            }
+            if kind != Kind::Ordered || nan_seen {
                 continue;
             }
-            if let Some(v) = stats.min.as_ref().and_then(|b| bound_json(b, true)) {
-                min_values.insert(stats.name.clone(), v);
+            if let Some(v) = column.min.as_ref().and_then(|b| bound_json(b, true)) {
+                min_values.insert(field.name().clone(), v);
             }
-            if let Some(v) = stats.max.as_ref().and_then(|b| bound_json(b, false)) {
-                max_values.insert(stats.name.clone(), v);
+            if let Some(v) = column.max.as_ref().and_then(|b| bound_json(b, false)) {
+                max_values.insert(field.name().clone(), v);
             }
         }
+        let num_records = u64::try_from(footer.file_metadata().num_rows()).unwrap_or(0);
         let mut root = Map::new();
-        root.insert("numRecords".into(), Value::from(self.num_records));
+        root.insert("numRecords".into(), Value::from(num_records));
         root.insert("minValues".into(), Value::Object(min_values));
         root.insert("maxValues".into(), Value::Object(max_values));
         root.insert("nullCount".into(), Value::Object(null_count));
@@ -166,131 +149,109 @@ impl StatsCollector {
     }
 }
 
-enum MinMax {
-    Empty,
-    Poisoned,
-    Some(Bound, Bound),
+fn has_nan<T: arrow::datatypes::ArrowPrimitiveType>(
+    array: &arrow::array::PrimitiveArray<T>,
+    is_nan: fn(T::Native) -> bool,
+) -> bool {
+    match array.nulls().filter(|n| n.null_count() > 0) {
+        None => array.values().iter().any(|&v| is_nan(v)),
+        Some(_) => array.iter().flatten().any(is_nan),
+    }
 }
 
-fn min_max(array: &ArrayRef) -> MinMax {
-    let pair = |lo: Option<Bound>, hi: Option<Bound>| match (lo, hi) {
-        (Some(lo), Some(hi)) => MinMax::Some(lo, hi),
-        _ => MinMax::Empty,
+/// One column's bounds and null count over a whole file. A bound is `None` when unknown.
+struct ColumnBounds {
+    min: Option<Bound>,
+    max: Option<Bound>,
+    null_count: Option<u64>,
+}
+
+/// Merges leaf `leaf`'s statistics over the file's row groups. A row group with values but no
+/// usable bound makes the file's bound unknown; one holding only nulls has none to give.
+fn merge_row_groups(data_type: &DataType, footer: &ParquetMetaData, leaf: usize) -> ColumnBounds {
+    let mut merged = ColumnBounds {
+        min: None,
+        max: None,
+        null_count: Some(0),
     };
-    match array.data_type() {
-        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => {
-            let Ok(a) = cast(array, &DataType::Int64) else {
-                return MinMax::Poisoned;
+    let (mut min_known, mut max_known) = (true, true);
+    for row_group in footer.row_groups() {
+        let Some(stats) = row_group.column(leaf).statistics() else {
+            return ColumnBounds {
+                min: None,
+                max: None,
+                null_count: None,
             };
-            let a = a.as_primitive::<Int64Type>();
-            pair(
-                aggregate::min(a).map(Bound::Int),
-                aggregate::max(a).map(Bound::Int),
-            )
+        };
+        let nulls = stats.null_count_opt();
+        merged.null_count = merged.null_count.zip(nulls).map(|(a, b)| a + b);
+        let all_null = nulls.is_some_and(|n| n == row_group.num_rows() as u64);
+        if all_null {
+            continue;
         }
-        DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64 => {
-            let Ok(a) = cast(array, &DataType::UInt64) else {
-                return MinMax::Poisoned;
-            };
-            let a = a.as_primitive::<UInt64Type>();
-            pair(
-                aggregate::min(a).map(Bound::UInt),
-                aggregate::max(a).map(Bound::UInt),
-            )
+        let (lo, hi) = chunk_bounds(data_type, stats);
+        match lo {
+            Some(lo) if merged.min.as_ref().is_none_or(|m| lo < *m) => merged.min = Some(lo),
+            Some(_) => {}
+            None => min_known = false,
         }
-        DataType::Float32 | DataType::Float64 => {
-            let Ok(a) = cast(array, &DataType::Float64) else {
-                return MinMax::Poisoned;
-            };
-            let mut lo = f64::INFINITY;
-            let mut hi = f64::NEG_INFINITY;
-            let mut any = false;
-            for v in a.as_primitive::<Float64Type>().iter().flatten() {
-                if !v.is_finite() {
-                    return MinMax::Poisoned;
-                }
-                any = true;
-                lo = lo.min(v);
-                hi = hi.max(v);
-            }
-            if !any {
-                return MinMax::Empty;
-            }
-            MinMax::Some(Bound::Float(lo), Bound::Float(hi))
+        match hi {
+            Some(hi) if merged.max.as_ref().is_none_or(|m| hi > *m) => merged.max = Some(hi),
+            Some(_) => {}
+            None => max_known = false,
         }
-        DataType::Utf8 => string_min_max(array.as_string::<i32>()),
-        DataType::LargeUtf8 => string_min_max(array.as_string::<i64>()),
-        DataType::Utf8View => {
-            let a = array.as_string_view();
-            let s = |v: Option<&str>| v.map(|v| Bound::Str(v.to_string()));
-            pair(
-                s(aggregate::min_string_view(a)),
-                s(aggregate::max_string_view(a)),
-            )
-        }
-        DataType::Date32 => {
-            let a = array.as_primitive::<Date32Type>();
-            pair(
-                aggregate::min(a).map(Bound::Date),
-                aggregate::max(a).map(Bound::Date),
-            )
-        }
-        DataType::Timestamp(TimeUnit::Microsecond, _) => {
-            let a = array.as_primitive::<TimestampMicrosecondType>();
-            pair(
-                aggregate::min(a).map(Bound::Micros),
-                aggregate::max(a).map(Bound::Micros),
-            )
-        }
-        _ => MinMax::Empty,
     }
+    if !min_known {
+        merged.min = None;
+    }
+    if !max_known {
+        merged.max = None;
+    }
+    merged
 }
 
-fn string_min_max<O: OffsetSizeTrait>(array: &GenericStringArray<O>) -> MinMax {
-    match string_bounds(array) {
-        Some((lo, hi)) => MinMax::Some(
-            Bound::Str(array.value(lo).to_string()),
-            Bound::Str(array.value(hi).to_string()),
-        ),
-        None => MinMax::Empty,
+/// One column chunk's bounds as Delta values; `None` where the chunk has none that is safe.
+fn chunk_bounds(data_type: &DataType, stats: &Statistics) -> (Option<Bound>, Option<Bound>) {
+    fn both<T>(
+        s: &parquet::file::statistics::ValueStatistics<T>,
+        f: impl Fn(&T) -> Option<Bound>,
+    ) -> (Option<Bound>, Option<Bound>) {
+        (s.min_opt().and_then(&f), s.max_opt().and_then(&f))
     }
-}
-
-/// The rows of the smallest and the largest non-null value (byte order, as Rust orders `str`),
-/// in one pass.
-///
-/// Each value is first compared by its leading 8 bytes as a big-endian integer (zero-padded),
-/// which decides almost every comparison without a call to `memcmp`; equal keys fall back to
-/// comparing the whole values.
-fn string_bounds<O: OffsetSizeTrait>(array: &GenericStringArray<O>) -> Option<(usize, usize)> {
-    let offsets = array.value_offsets();
-    let data = array.value_data();
-    let value = |i: usize| &data[offsets[i].as_usize()..offsets[i + 1].as_usize()];
-    let key = |v: &[u8]| {
-        if let Some(head) = v.first_chunk::<8>() {
-            return u64::from_be_bytes(*head);
+    let finite = |v: f64| v.is_finite().then_some(Bound::Float(v));
+    match (data_type, stats) {
+        (DataType::Int8 | DataType::Int16 | DataType::Int32, Statistics::Int32(s)) => {
+            both(s, |v| Some(Bound::Int(i64::from(*v))))
         }
-        let mut head = [0u8; 8];
-        let n = v.len().min(8);
-        head[..n].copy_from_slice(&v[..n]);
-        u64::from_be_bytes(head)
-    };
-    let nulls = array.nulls().filter(|n| n.null_count() > 0);
-    let mut rows = (0..array.len()).filter(|&i| nulls.is_none_or(|n| n.is_valid(i)));
-    let first = rows.next()?;
-    let (mut lo, mut hi) = (first, first);
-    let (mut lo_key, mut hi_key) = (key(value(first)), key(value(first)));
-    for i in rows {
-        let v = value(i);
-        let k = key(v);
-        if k < lo_key || (k == lo_key && v < value(lo)) {
-            (lo, lo_key) = (i, k);
+        // Unsigned columns are stored in signed physical types and ordered as unsigned.
+        (DataType::UInt8 | DataType::UInt16 | DataType::UInt32, Statistics::Int32(s)) => {
+            both(s, |v| Some(Bound::UInt(u64::from(*v as u32))))
         }
-        if k > hi_key || (k == hi_key && v > value(hi)) {
-            (hi, hi_key) = (i, k);
+        (DataType::Int64, Statistics::Int64(s)) => both(s, |v| Some(Bound::Int(*v))),
+        (DataType::UInt64, Statistics::Int64(s)) => both(s, |v| Some(Bound::UInt(*v as u64))),
+        (DataType::Float32, Statistics::Float(s)) => both(s, |v| finite(f64::from(*v))),
+        (DataType::Float64, Statistics::Double(s)) => both(s, |v| finite(*v)),
+        (DataType::Date32, Statistics::Int32(s)) => both(s, |v| Some(Bound::Date(*v))),
+        (DataType::Timestamp(TimeUnit::Microsecond, _), Statistics::Int64(s)) => {
+            both(s, |v| Some(Bound::Micros(*v)))
         }
+        (DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View, Statistics::ByteArray(s)) => {
+            let text = |v: &parquet::data_type::ByteArray| {
+                std::str::from_utf8(v.data())
+                    .ok()
+                    .map(|v| Bound::Str(v.to_owned()))
+            };
+            // A truncated minimum is a prefix, still a lower bound; a truncated maximum is not
+            // the value, so it is dropped.
+            let max = if s.max_is_exact() {
+                s.max_opt().and_then(text)
+            } else {
+                None
+            };
+            (s.min_opt().and_then(text), max)
+        }
+        _ => (None, None),
     }
-    Some((lo, hi))
 }
 
 fn bound_json(bound: &Bound, is_min: bool) -> Option<Value> {
@@ -316,45 +277,4 @@ fn bound_json(bound: &Bound, is_min: bool) -> Option<Value> {
             Value::from(ts.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string())
         }
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use arrow::array::{LargeStringArray, StringArray};
-    use arrow::compute::kernels::aggregate::{max_string, min_string};
-    use proptest::prelude::*;
-
-    use super::*;
-
-    fn check<O: OffsetSizeTrait>(array: &GenericStringArray<O>) {
-        let got = string_bounds(array).map(|(lo, hi)| (array.value(lo), array.value(hi)));
-        let want = min_string(array).zip(max_string(array));
-        assert_eq!(got, want, "{array:?}");
-    }
-
-    proptest! {
-        /// Agrees with Arrow's kernels on short values over a tiny alphabet (so 8-byte keys
-        /// tie often), with NULs (zero padding must not confuse "a" and "a\0"), nulls, and
-        /// slices.
-        #[test]
-        fn string_bounds_agree_with_arrow(
-            values in prop::collection::vec(
-                prop::option::weighted(0.8, prop::collection::vec(
-                    prop::sample::select(vec!['\0', 'a', 'b', 'é']), 0..12)),
-                0..40),
-            start in 0usize..5,
-        ) {
-            let strings: Vec<Option<String>> = values
-                .into_iter()
-                .map(|v| v.map(|chars| chars.into_iter().collect()))
-                .collect();
-            let small: StringArray = strings.iter().map(|s| s.as_deref()).collect();
-            let large: LargeStringArray = strings.iter().map(|s| s.as_deref()).collect();
-            check(&small);
-            check(&large);
-            let start = start.min(strings.len());
-            check(&small.slice(start, strings.len() - start));
-            check(&large.slice(start, strings.len() - start));
-        }
-    }
 }

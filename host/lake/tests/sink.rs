@@ -8,7 +8,7 @@ use std::sync::Arc;
 use arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Date32Array, Float64Array, Int32Array, Int64Array,
     RecordBatch, StringArray, StructArray, TimestampMicrosecondArray, TimestampMillisecondArray,
-    TimestampNanosecondArray, TimestampSecondArray,
+    TimestampNanosecondArray, TimestampSecondArray, UInt64Array,
 };
 use arrow::datatypes::{DataType, Field, Fields, Schema, TimeUnit, TimestampMicrosecondType};
 use common::*;
@@ -343,7 +343,6 @@ async fn timestamps_are_written_as_utc_micros() {
 
 #[tokio::test]
 async fn stats_match_an_independent_computation() {
-    let store = memory_store("stats");
     let long_a = "a".repeat(40);
     let long_z = format!("z{}", "y".repeat(40));
     let ints: Vec<Option<i32>> = (0..500)
@@ -376,6 +375,11 @@ async fn stats_match_an_independent_computation() {
         .map(|i| Some(1_700_000_000_000_000 + i * 1_000_001))
         .collect();
     let part: Vec<&str> = (0..500).map(|i| if i < 300 { "x" } else { "y" }).collect();
+    // Above i64::MAX: stored in a signed physical type, ordered as unsigned.
+    let unsigned: Vec<u64> = (0..500).map(|i| u64::MAX - (i * 7919) % 1000).collect();
+    let infinite: Vec<f64> = (0..500)
+        .map(|i| if i == 50 { f64::INFINITY } else { i as f64 })
+        .collect();
     let schema = Arc::new(Schema::new(vec![
         Field::new("i", DataType::Int32, true),
         Field::new("s", DataType::Utf8, true),
@@ -393,6 +397,8 @@ async fn stats_match_an_independent_computation() {
             true,
         ),
         Field::new("p", DataType::Utf8, false),
+        Field::new("u", DataType::UInt64, false),
+        Field::new("h", DataType::Float64, false),
     ]));
     let st = StructArray::from(vec![(
         Arc::new(Field::new("x", DataType::Int32, true)),
@@ -407,83 +413,116 @@ async fn stats_match_an_independent_computation() {
         Arc::new(TimestampMicrosecondArray::from(micros.clone()).with_timezone("UTC")),
         Arc::new(st),
         Arc::new(StringArray::from(part.clone())),
+        Arc::new(UInt64Array::from(unsigned.clone())),
+        Arc::new(Float64Array::from(infinite)),
     ];
     let batch = RecordBatch::try_new(schema, columns).unwrap();
-    let mut writer = PartitionedWriter::new(store, TXN, 3, 1).partition_by(["p"]);
-    // Two writes, so stats merge across batches.
-    writer.write(&batch.slice(0, 200)).await.unwrap();
-    writer.write(&batch.slice(200, 300)).await.unwrap();
-    let files = writer.finish().await.unwrap();
-    assert_eq!(files.len(), 2);
-    for file in files {
-        let rows: Vec<usize> = (0..500)
-            .filter(|&r| Some(part[r]) == file.partition_values["p"].as_deref())
-            .collect();
-        let stats: serde_json::Value =
-            serde_json::from_str(file.stats.as_deref().unwrap()).unwrap();
-        assert_eq!(stats["numRecords"], rows.len());
-        assert_eq!(file.num_records as usize, rows.len());
-        let pick = |v: &Vec<Option<i32>>| rows.iter().filter_map(|&r| v[r]).collect::<Vec<_>>();
-        let is = pick(&ints);
-        assert_eq!(stats["minValues"]["i"], *is.iter().min().unwrap());
-        assert_eq!(stats["maxValues"]["i"], *is.iter().max().unwrap());
-        assert_eq!(stats["nullCount"]["i"], rows.len() - is.len());
-        let ss: Vec<&String> = rows.iter().filter_map(|&r| strs[r].as_ref()).collect();
-        let min_s = ss.iter().min().unwrap();
-        let max_s = ss.iter().max().unwrap();
-        assert_eq!(
-            stats["minValues"]["s"],
-            min_s.chars().take(32).collect::<String>()
-        );
-        if max_s.chars().count() > 32 {
+    // Default row groups (one per file), then tiny ones, so stats merge across row groups.
+    for row_group_bytes in [16 << 20, 1 << 10] {
+        let store = memory_store("stats");
+        let mut writer = PartitionedWriter::new(store.clone(), TXN, 3, 1)
+            .partition_by(["p"])
+            .row_group_bytes(row_group_bytes);
+        // Two writes, so stats merge across batches.
+        writer.write(&batch.slice(0, 200)).await.unwrap();
+        writer.write(&batch.slice(200, 300)).await.unwrap();
+        let files = writer.finish().await.unwrap();
+        assert_eq!(files.len(), 2);
+        for file in files {
+            let row_groups = row_group_count(&store, &file.path).await;
             assert!(
-                stats["maxValues"].get("s").is_none(),
-                "a truncated max would be wrong: omitted"
+                (row_group_bytes > 1 << 10) == (row_groups == 1),
+                "{row_groups} row groups at {row_group_bytes} bytes"
             );
-        } else {
-            assert_eq!(stats["maxValues"]["s"], max_s.as_str());
+            let rows: Vec<usize> = (0..500)
+                .filter(|&r| Some(part[r]) == file.partition_values["p"].as_deref())
+                .collect();
+            let stats: serde_json::Value =
+                serde_json::from_str(file.stats.as_deref().unwrap()).unwrap();
+            assert_eq!(stats["numRecords"], rows.len());
+            assert_eq!(file.num_records as usize, rows.len());
+            let pick = |v: &Vec<Option<i32>>| rows.iter().filter_map(|&r| v[r]).collect::<Vec<_>>();
+            let is = pick(&ints);
+            assert_eq!(stats["minValues"]["i"], *is.iter().min().unwrap());
+            assert_eq!(stats["maxValues"]["i"], *is.iter().max().unwrap());
+            assert_eq!(stats["nullCount"]["i"], rows.len() - is.len());
+            let ss: Vec<&String> = rows.iter().filter_map(|&r| strs[r].as_ref()).collect();
+            let min_s = ss.iter().min().unwrap();
+            let max_s = ss.iter().max().unwrap();
+            assert_eq!(
+                stats["minValues"]["s"],
+                min_s.chars().take(32).collect::<String>()
+            );
+            if max_s.chars().count() > 32 {
+                assert!(
+                    stats["maxValues"].get("s").is_none(),
+                    "a truncated max would be wrong: omitted"
+                );
+            } else {
+                assert_eq!(stats["maxValues"]["s"], max_s.as_str());
+            }
+            assert_eq!(stats["nullCount"]["s"], rows.len() - ss.len());
+            // NaN in f (row 250): no bounds, but a null count.
+            if rows.contains(&250) {
+                assert!(
+                    stats["minValues"].get("f").is_none() && stats["maxValues"].get("f").is_none()
+                );
+            } else {
+                assert_eq!(stats["minValues"]["f"], rows[0] as f64);
+                assert_eq!(stats["maxValues"]["f"], *rows.last().unwrap() as f64);
+            }
+            assert_eq!(stats["nullCount"]["f"], 0);
+            let gs: Vec<f64> = rows.iter().filter_map(|&r| clean[r]).collect();
+            assert_eq!(
+                stats["minValues"]["g"],
+                gs.iter().cloned().fold(f64::INFINITY, f64::min)
+            );
+            assert_eq!(
+                stats["maxValues"]["g"],
+                gs.iter().cloned().fold(f64::NEG_INFINITY, f64::max)
+            );
+            assert!(stats["minValues"].get("b").is_none());
+            assert_eq!(
+                stats["nullCount"]["b"],
+                rows.iter().filter(|&&r| bools[r].is_none()).count()
+            );
+            let ts: Vec<i64> = rows.iter().filter_map(|&r| micros[r]).collect();
+            let iso = |us: i64| {
+                chrono::DateTime::from_timestamp_micros(us)
+                    .unwrap()
+                    .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+                    .to_string()
+            };
+            assert_eq!(stats["minValues"]["t"], iso(*ts.iter().min().unwrap()));
+            assert_eq!(stats["maxValues"]["t"], iso(*ts.iter().max().unwrap()));
+            assert!(
+                stats["nullCount"].get("st").is_none(),
+                "nested columns are skipped"
+            );
+            assert!(
+                stats["nullCount"].get("p").is_none(),
+                "partition columns have no stats"
+            );
+            let us: Vec<u64> = rows.iter().map(|&r| unsigned[r]).collect();
+            assert_eq!(stats["minValues"]["u"], *us.iter().min().unwrap());
+            assert_eq!(stats["maxValues"]["u"], *us.iter().max().unwrap());
+            // +inf in h (row 50): JSON has no infinity, so that bound is omitted; the other stays.
+            assert_eq!(stats["minValues"]["h"], rows[0] as f64);
+            if rows.contains(&50) {
+                assert!(stats["maxValues"].get("h").is_none());
+            } else {
+                assert_eq!(stats["maxValues"]["h"], *rows.last().unwrap() as f64);
+            }
         }
-        assert_eq!(stats["nullCount"]["s"], rows.len() - ss.len());
-        // NaN in f (row 250): no bounds, but a null count.
-        if rows.contains(&250) {
-            assert!(stats["minValues"].get("f").is_none() && stats["maxValues"].get("f").is_none());
-        } else {
-            assert_eq!(stats["minValues"]["f"], rows[0] as f64);
-            assert_eq!(stats["maxValues"]["f"], *rows.last().unwrap() as f64);
-        }
-        assert_eq!(stats["nullCount"]["f"], 0);
-        let gs: Vec<f64> = rows.iter().filter_map(|&r| clean[r]).collect();
-        assert_eq!(
-            stats["minValues"]["g"],
-            gs.iter().cloned().fold(f64::INFINITY, f64::min)
-        );
-        assert_eq!(
-            stats["maxValues"]["g"],
-            gs.iter().cloned().fold(f64::NEG_INFINITY, f64::max)
-        );
-        assert!(stats["minValues"].get("b").is_none());
-        assert_eq!(
-            stats["nullCount"]["b"],
-            rows.iter().filter(|&&r| bools[r].is_none()).count()
-        );
-        let ts: Vec<i64> = rows.iter().filter_map(|&r| micros[r]).collect();
-        let iso = |us: i64| {
-            chrono::DateTime::from_timestamp_micros(us)
-                .unwrap()
-                .format("%Y-%m-%dT%H:%M:%S%.6fZ")
-                .to_string()
-        };
-        assert_eq!(stats["minValues"]["t"], iso(*ts.iter().min().unwrap()));
-        assert_eq!(stats["maxValues"]["t"], iso(*ts.iter().max().unwrap()));
-        assert!(
-            stats["nullCount"].get("st").is_none(),
-            "nested columns are skipped"
-        );
-        assert!(
-            stats["nullCount"].get("p").is_none(),
-            "partition columns have no stats"
-        );
     }
+}
+
+/// The number of row groups in the Parquet file at `path`.
+async fn row_group_count(store: &Store, path: &str) -> usize {
+    let bytes = store.get(path).await.unwrap();
+    parquet::file::reader::FileReader::num_row_groups(
+        &parquet::file::serialized_reader::SerializedFileReader::new(bytes).unwrap(),
+    )
 }
 
 #[tokio::test]
