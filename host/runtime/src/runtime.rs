@@ -70,6 +70,12 @@ pub struct RuntimeStats {
     pub memory_cache_hits: u64,
 }
 
+/// Linear memory a freed pooling slot keeps resident: zeroed in place with memset rather than
+/// handed back to the kernel, so the next instance of the same plugin (one per task) reuses
+/// its heap without faulting every page in again. On the engine bench this halved the job's
+/// page faults, for about 50 MB more peak RSS.
+const KEEP_RESIDENT_BYTES: usize = 64 << 20;
+
 /// The plugin runtime. Cheap to share behind an `Arc`; safe to use from many threads.
 pub struct Runtime {
     engine: Engine,
@@ -105,7 +111,7 @@ impl Runtime {
             .total_stacks(n)
             .max_memory_size(limits.memory_bytes)
             .table_elements(100_000)
-            .linear_memory_keep_resident(1 << 20)
+            .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
             .table_keep_resident(64 << 10);
         let mut wasm = Config::new();
         wasm.wasm_component_model(true)
