@@ -256,6 +256,52 @@ async fn files_roll_at_the_target_size() {
     assert_eq!(ids, (0..100_000).collect::<Vec<_>>());
 }
 
+/// Files larger than the upload part size go up as multipart uploads: many small parts, more
+/// than can be in flight at once, each several of the writer's buffers. They must read back
+/// whole and in order.
+async fn check_multipart_round_trip(store: Store) {
+    let mut writer = PartitionedWriter::new(store.clone(), TXN, 0, 0)
+        .partition_by(["day"])
+        .compression(Compression::UNCOMPRESSED)
+        .row_group_bytes(4 * 1024)
+        .upload_part_bytes(16 * 1024);
+    for chunk in 0..4 {
+        writer
+            .write(&sample(chunk * 20_000..(chunk + 1) * 20_000))
+            .await
+            .unwrap();
+    }
+    let files = writer.finish().await.unwrap();
+    assert_eq!(files.len(), 3);
+    for f in &files {
+        assert!(
+            f.size > 8 * 16 * 1024,
+            "{} is only {} bytes",
+            f.path,
+            f.size
+        );
+        assert_eq!(
+            store.head(&f.path).await.unwrap().size,
+            f.size,
+            "{}",
+            f.path
+        );
+    }
+    let back = scan_all(Scan::new(store)).await.unwrap();
+    assert_eq!(rows(&back), rows(&[sample(0..80_000)]));
+}
+
+#[tokio::test]
+async fn multipart_round_trip_on_file_store() {
+    let (_dir, store) = file_store();
+    check_multipart_round_trip(store).await;
+}
+
+#[tokio::test]
+async fn multipart_round_trip_on_memory_store() {
+    check_multipart_round_trip(memory_store("multipart")).await;
+}
+
 #[tokio::test]
 async fn timestamps_are_written_as_utc_micros() {
     let (_dir, store) = file_store();
