@@ -23,6 +23,11 @@
 
 use std::time::{Duration, Instant};
 
+// The allocator the `weir` binary ships with: snapshot loads are allocation-heavy, so the bench
+// measures what users run.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use bytes::Bytes;
 use weir_manifest::{AddFile, CommitOutcome, Mode, Table, TableSchema, commit_key};
 use weir_store::Store;
