@@ -353,6 +353,37 @@ impl Bars {
     }
 }
 
+impl Bars {
+    fn show_rows(&self, bar: &ProgressBar) {
+        bar.set_message(format!(
+            "{} read, {} written",
+            thousands(bar.position()),
+            thousands(self.written.load(Ordering::Relaxed))
+        ));
+    }
+
+    /// Adds (or takes back) rows in and out of step `step`.
+    fn count_step(&self, step: usize, rows_in: u64, rows_out: u64, take_back: bool) {
+        let Some((bar, a, b)) = self.steps.get().and_then(|s| s.get(step)) else {
+            return;
+        };
+        let (i, o) = if take_back {
+            (
+                a.fetch_sub(rows_in, Ordering::Relaxed)
+                    .saturating_sub(rows_in),
+                b.fetch_sub(rows_out, Ordering::Relaxed)
+                    .saturating_sub(rows_out),
+            )
+        } else {
+            (
+                a.fetch_add(rows_in, Ordering::Relaxed) + rows_in,
+                b.fetch_add(rows_out, Ordering::Relaxed) + rows_out,
+            )
+        };
+        bar.set_message(format!("{} in → {} out", thousands(i), thousands(o)));
+    }
+}
+
 impl Progress for Bars {
     fn report(&self, event: ProgressEvent) {
         if !self.enabled {
@@ -362,25 +393,32 @@ impl Progress for Bars {
             ProgressEvent::InputRows { rows } => {
                 if let Some(bar) = self.rows.get() {
                     bar.inc(rows);
-                    bar.set_message(format!(
-                        "{} read, {} written",
-                        thousands(bar.position()),
-                        thousands(self.written.load(Ordering::Relaxed))
-                    ));
+                    self.show_rows(bar);
                 }
             }
             ProgressEvent::RowsWritten { rows } => {
                 self.written.fetch_add(rows, Ordering::Relaxed);
+                if let Some(bar) = self.rows.get() {
+                    self.show_rows(bar);
+                }
             }
             ProgressEvent::StepRows {
                 step,
                 rows_in,
                 rows_out,
-            } => {
-                if let Some((bar, a, b)) = self.steps.get().and_then(|s| s.get(step)) {
-                    let i = a.fetch_add(rows_in, Ordering::Relaxed) + rows_in;
-                    let o = b.fetch_add(rows_out, Ordering::Relaxed) + rows_out;
-                    bar.set_message(format!("{} in → {} out", thousands(i), thousands(o)));
+            } => self.count_step(step, rows_in, rows_out, false),
+            ProgressEvent::PassDiscarded(counts) => {
+                // The rows are read again: what the discarded pass showed is taken back.
+                self.written
+                    .fetch_sub(counts.rows_written, Ordering::Relaxed);
+                if let Some(bar) = self.rows.get() {
+                    bar.set_position(bar.position().saturating_sub(counts.input_rows));
+                    self.show_rows(bar);
+                }
+                for (step, &(rows_in, rows_out)) in counts.steps.iter().enumerate() {
+                    if rows_in > 0 || rows_out > 0 {
+                        self.count_step(step, rows_in, rows_out, true);
+                    }
                 }
             }
             ProgressEvent::TaskDone {

@@ -678,6 +678,7 @@ impl Job {
                 .sink
                 .target_file_size
                 .map_or(weir_lake::DEFAULT_TARGET_FILE_SIZE, |s| s.0),
+            intermediate: false,
         };
         let dead_letter = spec.dead_letter.as_ref().map(|d| DeadLetterPolicy {
             max_rows: d.max_rows,
@@ -710,6 +711,7 @@ impl Job {
                     store_url: staging_url.to_string(),
                     partition_by: Vec::new(),
                     target_file_size: sink_output.target_file_size,
+                    intermediate: true,
                 }
             } else {
                 sink_output.clone()

@@ -187,6 +187,61 @@ parallelism = 2
     text
 }
 
+/// The progress a job reported, netted: what the bars would show at the end.
+#[derive(Default)]
+struct NetProgress(std::sync::Mutex<Net>);
+
+#[derive(Clone, Debug, Default)]
+struct Net {
+    input_rows: u64,
+    written: u64,
+    files: u64,
+    bytes: u64,
+    steps: Vec<(u64, u64)>,
+    discarded: u64,
+}
+
+impl weir_worker::Progress for NetProgress {
+    fn report(&self, event: weir_worker::ProgressEvent) {
+        use weir_worker::ProgressEvent as E;
+        let mut net = self.0.lock().unwrap();
+        let step = |net: &mut Net, step: usize, rows_in: u64, rows_out: u64, sign: i64| {
+            if net.steps.len() <= step {
+                net.steps.resize(step + 1, (0, 0));
+            }
+            let (i, o) = &mut net.steps[step];
+            *i = i.checked_add_signed(sign * rows_in as i64).unwrap();
+            *o = o.checked_add_signed(sign * rows_out as i64).unwrap();
+        };
+        match event {
+            E::InputRows { rows } => net.input_rows += rows,
+            E::RowsWritten { rows } => net.written += rows,
+            E::StepRows {
+                step: s,
+                rows_in,
+                rows_out,
+            } => step(&mut net, s, rows_in, rows_out, 1),
+            E::TaskDone {
+                input_files,
+                input_bytes,
+                ..
+            } => {
+                net.files += input_files;
+                net.bytes += input_bytes;
+            }
+            E::PassDiscarded(counts) => {
+                net.discarded += 1;
+                net.input_rows -= counts.input_rows;
+                net.written -= counts.rows_written;
+                for (s, &(rows_in, rows_out)) in counts.steps.iter().enumerate() {
+                    step(&mut net, s, rows_in, rows_out, -1);
+                }
+            }
+            E::RowRejected { .. } => {}
+        }
+    }
+}
+
 /// A job with a compiled-code cache shared by the tests (compiling five plugins per test is slow).
 fn job(pipeline: Pipeline) -> Job {
     Job::new(pipeline).cache_dir(Path::new(env!("CARGO_TARGET_TMPDIR")).join("weir-code-cache"))
@@ -251,8 +306,10 @@ async fn clean_pipeline_matches_an_independent_computation() {
         "the data must exercise dead letters and dedupe"
     );
 
+    let progress = Arc::new(NetProgress::default());
     let report = job(pipeline(dir.path(), &clean_spec(true, "event_date", "")))
         .run_id(1)
+        .progress(progress.clone())
         .await
         .unwrap();
     assert_eq!(report.status, JobStatus::Committed);
@@ -262,6 +319,23 @@ async fn clean_pipeline_matches_an_independent_computation() {
     assert_eq!(report.output.partitions, 3);
     assert_eq!(report.steps[3].rows_in, kept);
     assert_eq!(report.steps[3].rows_out, distinct);
+
+    // Live progress nets out to the report: the passes re-run without a quarantined row are
+    // taken back, and the job-scope step's task neither counts as input files nor as written.
+    let net = progress.0.lock().unwrap().clone();
+    assert!(net.discarded > 0, "the corrupt rows made tasks re-run");
+    assert_eq!(net.input_rows, report.input.rows);
+    assert_eq!(
+        (net.files, net.bytes),
+        (report.input.files, report.input.bytes)
+    );
+    assert_eq!(net.written, report.output.rows);
+    let steps: Vec<(u64, u64)> = report
+        .steps
+        .iter()
+        .map(|s| (s.rows_in, s.rows_out))
+        .collect();
+    assert_eq!(net.steps, steps);
 
     // The committed table, read by delta-rs.
     let out = py(

@@ -78,6 +78,10 @@ pub struct OutputSpec {
     pub store_url: String,
     pub partition_by: Vec<String>,
     pub target_file_size: u64,
+    /// The job's intermediate output (for a job-scope step), not its sink: its rows are not
+    /// reported as written.
+    #[serde(default)]
+    pub intermediate: bool,
 }
 
 /// Dead-letter handling for a task.
@@ -151,7 +155,7 @@ pub enum ProgressEvent {
         rows_in: u64,
         rows_out: u64,
     },
-    /// Rows handed to the writer.
+    /// Rows handed to the sink's writer.
     RowsWritten { rows: u64 },
     /// A task finished (successfully).
     TaskDone {
@@ -161,6 +165,20 @@ pub enum ProgressEvent {
     },
     /// A task re-runs its chain without a rejected row.
     RowRejected { task: u64, step: usize },
+    /// A pass over a task's input was thrown away (a row was rejected, or the attempt failed):
+    /// the counts it reported are to be taken back, since the rows are read again.
+    PassDiscarded(PassCounts),
+}
+
+/// What one pass over a task's input reported, summed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PassCounts {
+    pub task: u64,
+    /// Rows read from the job's source (not from a job-scope step's intermediate input).
+    pub input_rows: u64,
+    /// Rows in and out per step, by step index.
+    pub steps: Vec<(u64, u64)>,
+    pub rows_written: u64,
 }
 
 /// Receives progress reports; called from async and blocking threads alike.

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use arrow_array::RecordBatch;
 use arrow_schema::{Schema, SchemaRef};
@@ -14,7 +14,7 @@ use weir_runtime::Plugin;
 use weir_store::Store;
 
 use crate::chain::{Chain, Input, PassEnd, Skips};
-use crate::{Progress, ProgressEvent, TaskError, TaskResult, TaskSpec, Worker};
+use crate::{PassCounts, Progress, ProgressEvent, TaskError, TaskResult, TaskSpec, Worker};
 
 /// Writer attempts per task attempt: each dead-letter re-run writes under its own attempt
 /// number, so file names never collide.
@@ -77,6 +77,9 @@ async fn run_task(
             .attempt
             .saturating_mul(PASSES_PER_ATTEMPT)
             .saturating_add(pass);
+        let step_slots = spec.steps.iter().map(|s| s.index + 1).max().unwrap_or(0);
+        let tally = Arc::new(PassTally::new(progress.clone(), spec.task, step_slots));
+        let pass_progress: Arc<dyn Progress> = tally.clone();
         let outcome = run_pass(
             &spec,
             &chain_plugins,
@@ -84,17 +87,30 @@ async fn run_task(
             &output_store,
             &skips,
             writer_attempt,
-            &progress,
+            &pass_progress,
         )
-        .await?;
+        .await;
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                progress.report(ProgressEvent::PassDiscarded(tally.counts()));
+                return Err(e);
+            }
+        };
         match outcome {
             Pass::Done(mut result) => {
                 result.rejected = rejected;
                 result.passes = pass + 1;
+                // A job-scope step's task reads the job's intermediate output, not its source.
+                let (input_files, input_bytes) = if spec.input.is_source {
+                    (result.input_files, result.input_bytes)
+                } else {
+                    (0, 0)
+                };
                 progress.report(ProgressEvent::TaskDone {
                     task: spec.task,
-                    input_files: result.input_files,
-                    input_bytes: result.input_bytes,
+                    input_files,
+                    input_bytes,
                 });
                 return Ok(result);
             }
@@ -103,6 +119,7 @@ async fn run_task(
                 original_row,
                 row,
             } => {
+                progress.report(ProgressEvent::PassDiscarded(tally.counts()));
                 let limit = spec.dead_letter.as_ref().map_or(0, |d| d.max_rows);
                 if rejected.len() as u64 >= limit {
                     return Err(TaskError::TooManyRejected {
@@ -122,6 +139,67 @@ async fn run_task(
                 pass += 1;
             }
         }
+    }
+}
+
+/// Forwards one pass's progress and sums it, so that a discarded pass can be taken back.
+struct PassTally {
+    inner: Arc<dyn Progress>,
+    task: u64,
+    input_rows: AtomicU64,
+    rows_written: AtomicU64,
+    steps: Vec<(AtomicU64, AtomicU64)>,
+}
+
+impl PassTally {
+    fn new(inner: Arc<dyn Progress>, task: u64, steps: usize) -> Self {
+        Self {
+            inner,
+            task,
+            input_rows: AtomicU64::new(0),
+            rows_written: AtomicU64::new(0),
+            steps: (0..steps)
+                .map(|_| (AtomicU64::new(0), AtomicU64::new(0)))
+                .collect(),
+        }
+    }
+
+    fn counts(&self) -> PassCounts {
+        PassCounts {
+            task: self.task,
+            input_rows: self.input_rows.load(Ordering::Relaxed),
+            steps: self
+                .steps
+                .iter()
+                .map(|(i, o)| (i.load(Ordering::Relaxed), o.load(Ordering::Relaxed)))
+                .collect(),
+            rows_written: self.rows_written.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl Progress for PassTally {
+    fn report(&self, event: ProgressEvent) {
+        match &event {
+            ProgressEvent::InputRows { rows } => {
+                self.input_rows.fetch_add(*rows, Ordering::Relaxed);
+            }
+            ProgressEvent::RowsWritten { rows } => {
+                self.rows_written.fetch_add(*rows, Ordering::Relaxed);
+            }
+            ProgressEvent::StepRows {
+                step,
+                rows_in,
+                rows_out,
+            } => {
+                if let Some((i, o)) = self.steps.get(*step) {
+                    i.fetch_add(*rows_in, Ordering::Relaxed);
+                    o.fetch_add(*rows_out, Ordering::Relaxed);
+                }
+            }
+            _ => {}
+        }
+        self.inner.report(event);
     }
 }
 
@@ -216,9 +294,11 @@ async fn run_pass(
     let consumer = async {
         while let Some(batch) = out_rx.recv().await {
             rows_written += batch.num_rows() as u64;
-            progress.report(ProgressEvent::RowsWritten {
-                rows: batch.num_rows() as u64,
-            });
+            if !spec.output.intermediate {
+                progress.report(ProgressEvent::RowsWritten {
+                    rows: batch.num_rows() as u64,
+                });
+            }
             writer.write(&batch).await?;
         }
         Ok::<(), TaskError>(())
