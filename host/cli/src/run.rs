@@ -351,9 +351,7 @@ impl Bars {
         }
         let _ = self.multi.clear();
     }
-}
 
-impl Bars {
     fn show_rows(&self, bar: &ProgressBar) {
         bar.set_message(format!(
             "{} read, {} written",
